@@ -1,0 +1,38 @@
+# Two commands: `make run` and `make test`. Everything else is a helper for them.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-sqlite test-postgres install demo bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: migrate, load demo data, print the admin login, start web + dispatcher + cluster.
+run: $(STAMP)
+	@mkdir -p var
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_demo
+	@exec $(BIN)/python manage.py run_all --port $(PORT)
+
+## make test: the suite on SQLite, then again on PostgreSQL + Redis where TEST_DATABASE_URL/TEST_REDIS_URL are set.
+test: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "== again on PostgreSQL$${TEST_REDIS_URL:+ + Redis} =="; \
+		DATABASE_URL="$$TEST_DATABASE_URL" REDIS_URL="$$TEST_REDIS_URL" $(BIN)/python -m pytest -p no:cacheprovider; \
+	else echo "TEST_DATABASE_URL not set: PostgreSQL run skipped"; fi
+
+bench: $(STAMP)
+	$(BIN)/python bench/trigger_latency.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count, OuterRef, Subquery
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from apps.catalog.models import Application, Flow, JobDefinition, JobType, Process
+from apps.engine import services
+from apps.engine.errors import EngineError
+from apps.engine.models import Execution, Trigger
+
+
+@admin.register(Application)
+class ApplicationAdmin(admin.ModelAdmin):
+    list_display = ["name", "enabled", "throttle_limit", "job_count", "description"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "description"]
+    actions = ["enable", "disable"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(job_count=Count("jobs"))
+
+    @admin.display(description="jobs", ordering="job_count")
+    def job_count(self, obj: Application) -> int:
+        return obj.job_count
+
+    @admin.action(description="Enable selected applications")
+    def enable(self, request, queryset):
+        self.message_user(request, f"Enabled {queryset.update(enabled=True)} applications.")
+
+    @admin.action(description="Disable selected applications")
+    def disable(self, request, queryset):
+        self.message_user(request, f"Disabled {queryset.update(enabled=False)} applications.")
+
+
+class ProcessInline(admin.TabularInline):
+    model = Process
+    fields = ["name", "description"]
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Flow)
+class FlowAdmin(admin.ModelAdmin):
+    list_display = ["name", "application", "cycle", "description"]
+    list_filter = ["application", "cycle"]
+    search_fields = ["name", "cycle", "application__name"]
+    list_select_related = ["application"]
+    inlines = [ProcessInline]
+
+
+@admin.register(Process)
+class ProcessAdmin(admin.ModelAdmin):
+    list_display = ["name", "flow", "description"]
+    list_filter = ["flow__application", "flow"]
+    search_fields = ["name", "flow__name"]
+    list_select_related = ["flow__application"]
+    filter_horizontal = ["predecessors"]
+
+
+@admin.register(JobType)
+class JobTypeAdmin(admin.ModelAdmin):
+    list_display = ["name", "url", "poll_interval_seconds", "description"]
+    search_fields = ["name", "url", "description"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "url"]}),
+        ("Endpoints", {"fields": ["start_path", "status_path", "restart_path", "kill_path", "log_path", "check_path"]}),
+        ("Polling", {"fields": ["poll_interval_seconds", "request_timeout_seconds"]}),
+        ("OAuth2 client credentials", {"fields": ["token_url", "client_id", "scope"]}),
+    ]
+
+
+@admin.register(JobDefinition)
+class JobDefinitionAdmin(admin.ModelAdmin):
+    list_display = ["name", "application", "job_type", "enabled", "concurrency", "lock_group", "latest_status"]
+    list_filter = ["enabled", "job_type", "concurrency", "application"]
+    search_fields = ["name", "command", "description", "lock_group"]
+    list_select_related = ["application", "process__flow"]
+    autocomplete_fields = ["application"]
+    actions = ["trigger_now", "enable", "disable"]
+    show_full_result_count = False
+    fieldsets = [
+        (None, {"fields": ["name", "application", "process", "sequence", "description", "enabled"]}),
+        ("What runs", {"fields": ["job_type", "command", "parameters", "extra"]}),
+        ("Behaviour", {"fields": ["concurrency", "lock_group", "max_retries", "retry_backoff_seconds",
+                                  "timeout_seconds", "warning_exit_codes", "skip_on_error",
+                                  "threshold_runtime_seconds"]}),
+    ]
+
+    def get_queryset(self, request):
+        latest = Execution.objects.filter(job=OuterRef("pk")).order_by("-created_at", "-id").values("status")[:1]
+        return super().get_queryset(request).annotate(latest_status=Subquery(latest))
+
+    @admin.display(description="latest run")
+    def latest_status(self, obj: JobDefinition) -> str:
+        return obj.latest_status or "-"
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/trigger/", self.admin_site.admin_view(self.trigger_view), name="catalog_jobdefinition_trigger"),
+        ] + super().get_urls()
+
+    def trigger_view(self, request: HttpRequest, pk: int):
+        """Trigger one job with parameters that override its defaults."""
+        job = get_object_or_404(JobDefinition.objects.select_related("application"), pk=pk)
+        if not self.has_change_permission(request, job):
+            return redirect(reverse("admin:catalog_jobdefinition_change", args=[pk]))
+        error = ""
+        if request.method == "POST":
+            try:
+                execution = services.trigger(job, parameters=request.POST.get("parameters", ""),
+                                             trigger=Trigger.MANUAL, triggered_by=request.user.get_username())
+            except EngineError as exc:
+                error = f"{exc.code}: {exc.message}"
+            else:
+                self.message_user(request, f"Triggered {job.name}: execution {execution.pk}.")
+                return redirect(reverse("admin:engine_execution_change", args=[execution.pk]))
+        context = {**self.admin_site.each_context(request), "title": f"Trigger {job.name}", "job": job,
+                   "error": error, "opts": self.model._meta, "parameters": request.POST.get("parameters", "")}
+        return TemplateResponse(request, "admin/catalog/jobdefinition/trigger.html", context)
+
+    @admin.action(description="Trigger selected jobs now", permissions=["change"])
+    def trigger_now(self, request, queryset):
+        started, refused = [], []
+        for job in queryset.select_related("application"):
+            try:
+                execution = services.trigger(job, trigger=Trigger.MANUAL, triggered_by=request.user.get_username())
+                started.append(f"{job.name} (#{execution.pk})")
+            except EngineError as exc:
+                refused.append(f"{job.name}: {exc.message}")
+        if started:
+            self.message_user(request, f"Triggered {len(started)}: {', '.join(started)}.")
+        if refused:
+            self.message_user(request, "Refused: " + "; ".join(refused), level=messages.ERROR)
+
+    @admin.action(description="Enable selected jobs", permissions=["change"])
+    def enable(self, request, queryset):
+        self.message_user(request, f"Enabled {queryset.update(enabled=True)} jobs.")
+
+    @admin.action(description="Disable selected jobs", permissions=["change"])
+    def disable(self, request, queryset):
+        self.message_user(request, f"Disabled {queryset.update(enabled=False)} jobs.")
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["trigger_url"] = reverse("admin:catalog_jobdefinition_trigger", args=[obj.pk])
+        return super().render_change_form(request, context, add, change, form_url, obj)

@@ -1,0 +1,173 @@
+"""What runs: applications, their flows and processes, job definitions and custom job types."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from apps.catalog import params
+
+APPLICATION_NAME = RegexValidator(r"^[A-Za-z0-9_-]{1,64}$", "Use 1–64 letters, digits, '_' or '-'.")
+JOB_NAME = RegexValidator(r"^[A-Za-z0-9_.-]{1,100}$", "Use 1–100 letters, digits, '_', '.' or '-'.")
+
+
+class Application(models.Model):
+    name = models.CharField(max_length=64, unique=True, validators=[APPLICATION_NAME])
+    description = models.TextField(blank=True)
+    throttle_limit = models.PositiveIntegerField(
+        default=0, help_text="Most executions of this application's jobs RUNNING at once; 0 = unlimited."
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Flow(models.Model):
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="flows")
+    name = models.CharField(max_length=100)
+    cycle = models.CharField(max_length=64, blank=True, help_text="Free label: Nightly, Hourly_1, Adhoc, …")
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["application__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["application", "name"], name="flow_unique_per_application")]
+
+    def __str__(self) -> str:
+        return f"{self.application.name}/{self.name}"
+
+
+class Process(models.Model):
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="processes")
+    name = models.CharField(max_length=100)
+    predecessors = models.ManyToManyField(
+        "self", symmetrical=False, blank=True, related_name="successors",
+        help_text="Processes of the same flow that must finish before this one starts.",
+    )
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["flow__application__name", "flow__name", "name"]
+        verbose_name_plural = "processes"
+        constraints = [models.UniqueConstraint(fields=["flow", "name"], name="process_unique_per_flow")]
+
+    def __str__(self) -> str:
+        return f"{self.flow}/{self.name}"
+
+
+class JobType(models.Model):
+    """A custom (Generic ReST) job type: an external system reached over the POM contract (SPEC §3)."""
+
+    BUILTIN = ("EXEC", "PYTHON", "DUMMY")
+
+    name = models.CharField(max_length=64, unique=True, validators=[APPLICATION_NAME])
+    description = models.TextField(blank=True)
+    url = models.CharField("base URL", max_length=500, blank=True)
+    start_path = models.CharField(max_length=300)
+    status_path = models.CharField(max_length=300)
+    restart_path = models.CharField(max_length=300, blank=True)
+    kill_path = models.CharField(max_length=300, blank=True)
+    log_path = models.CharField(max_length=300, blank=True)
+    check_path = models.CharField(max_length=300, blank=True, help_text="System check (POM 'Validation').")
+    scope = models.CharField(max_length=300, blank=True)
+    poll_interval_seconds = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1)])
+    request_timeout_seconds = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)])
+    token_url = models.CharField(max_length=500, blank=True)
+    client_id = models.CharField(max_length=200, blank=True)
+    # Write-only: holds the secret encrypted, never the plain text.
+    client_secret_encrypted = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.name in self.BUILTIN:
+            raise ValidationError({"name": f"{self.name} is a built-in job type."})
+
+
+class Concurrency(models.TextChoices):
+    FORBID = "forbid", "forbid"
+    ALLOW = "allow", "allow"
+    REPLACE = "replace", "replace"
+
+
+class JobDefinitionQuerySet(models.QuerySet):
+    def enabled(self) -> "JobDefinitionQuerySet":
+        return self.filter(enabled=True, application__enabled=True)
+
+
+class JobDefinition(models.Model):
+    name = models.CharField(max_length=100, unique=True, validators=[JOB_NAME])
+    application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="jobs")
+    process = models.ForeignKey(Process, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    sequence = models.PositiveIntegerField(default=0)
+    job_type = models.CharField(
+        max_length=64, default="EXEC", help_text="EXEC, PYTHON, DUMMY or the name of a custom job type."
+    )
+    command = models.TextField(
+        blank=True, help_text="EXEC: a shell command. PYTHON: the name of a registered task."
+    )
+    parameters = models.TextField(blank=True, validators=[params.validate], help_text="key=value||key1=value1")
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    max_retries = models.PositiveIntegerField(default=0)
+    retry_backoff_seconds = models.PositiveIntegerField(default=30)
+    timeout_seconds = models.PositiveIntegerField(default=0, help_text="0 = no timeout.")
+    concurrency = models.CharField(max_length=10, choices=Concurrency.choices, default=Concurrency.FORBID)
+    lock_group = models.CharField(max_length=100, blank=True)
+    skip_on_error = models.BooleanField(default=False)
+    threshold_runtime_seconds = models.PositiveIntegerField(default=0, help_text="0 = use the average runtime.")
+    warning_exit_codes = models.CharField(
+        max_length=200, blank=True, help_text="Comma-separated exit codes that count as COMPLETED with a warning."
+    )
+    extra = models.TextField(blank=True, help_text="Opaque text or JSON handed to the job.")
+
+    objects = JobDefinitionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["application", "name"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_custom(self) -> bool:
+        return self.job_type not in JobType.BUILTIN
+
+    def warning_codes(self) -> set[int]:
+        return {int(code) for code in self.warning_exit_codes.replace(" ", "").split(",") if code}
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.job_type == "EXEC" and not self.command.strip():
+            errors["command"] = "An EXEC job needs a command."
+        if self.job_type == "PYTHON":
+            from apps.engine.registry import registry
+
+            if self.command not in registry:
+                errors["command"] = f"{self.command!r} is not a registered PYTHON task; known: {', '.join(sorted(registry))}."
+        if self.is_custom and not JobType.objects.filter(name=self.job_type).exists():
+            errors["job_type"] = f"Unknown job type {self.job_type!r}: use EXEC, PYTHON, DUMMY or a custom job type."
+        try:
+            self.warning_codes()
+        except ValueError:
+            errors["warning_exit_codes"] = f"Not a comma-separated list of integers: {self.warning_exit_codes!r}."
+        if self.process_id and self.application_id and self.process.flow.application_id != self.application_id:
+            errors["process"] = "The process belongs to another application."
+        if errors:
+            raise ValidationError(errors)
+
+    def flow_context(self) -> tuple[str, str, str]:
+        """(cycle, flow, process) names as the POM contract sends them; Adhoc outside a process."""
+        if self.process is None:
+            return "Adhoc", "Adhoc", self.name
+        flow = self.process.flow
+        return flow.cycle or "Adhoc", flow.name, self.process.name

@@ -1,0 +1,66 @@
+"""`manage.py load_demo`: demo jobs and an administrator login, idempotent, for `make run`."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from apps.catalog.models import Application, Flow, JobDefinition, Process
+
+PASSWORD_FILE = settings.VAR_DIR / "admin-password.txt"
+
+DEMO_JOBS = [
+    # name, application, job_type, command, parameters, extra fields
+    ("hello_world", "DEMO", "EXEC", 'echo "Hello from $BATCH_JOB_NAME (greeting: $BATCH_PARAM_GREETING)"',
+     "greeting=hello", {}),
+    ("count_to_ten", "DEMO", "EXEC", 'for i in $(seq 1 10); do echo "step $i"; sleep 1; done', "", {}),
+    ("flaky_extract", "DEMO", "EXEC", 'echo "extracting…"; sleep 2; echo "source unavailable" >&2; exit 3', "",
+     {"max_retries": 2, "retry_backoff_seconds": 5}),
+    ("warn_on_partial", "DEMO", "EXEC", 'echo "12 of 13 files loaded"; exit 2', "",
+     {"warning_exit_codes": "2"}),
+    ("long_report", "DEMO", "EXEC", 'for i in $(seq 1 600); do echo "page $i"; sleep 1; done', "",
+     {"timeout_seconds": 900, "threshold_runtime_seconds": 120}),
+    ("ledger_close_a", "FINANCE", "EXEC", 'echo "closing ledger A"; sleep 5', "", {"lock_group": "ledger"}),
+    ("ledger_close_b", "FINANCE", "EXEC", 'echo "closing ledger B"; sleep 5', "", {"lock_group": "ledger"}),
+    ("nap", "DEMO", "PYTHON", "sleep_seconds", "seconds=10", {}),
+    ("purge_executions", "HOUSEKEEPING", "PYTHON", "purge_executions", "days=30", {}),
+    ("purge_queue_tasks", "HOUSEKEEPING", "PYTHON", "purge_queue_tasks", "days=7", {}),
+    ("purge_offline_agents", "HOUSEKEEPING", "PYTHON", "purge_offline_agents", "days=7", {}),
+    ("checkpoint", "DEMO", "DUMMY", "", "", {}),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo applications and jobs and an administrator login (safe to run again)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--username", default="admin")
+
+    def handle(self, *args, username: str, **options) -> None:
+        apps = {name: Application.objects.get_or_create(name=name, defaults={"description": f"{name} demo"})[0]
+                for name in {spec[1] for spec in DEMO_JOBS}}
+        nightly = Flow.objects.get_or_create(application=apps["FINANCE"], name="Ledger", defaults={"cycle": "Nightly"})[0]
+        close = Process.objects.get_or_create(flow=nightly, name="Close")[0]
+        for name, app, job_type, command, parameters, extra in DEMO_JOBS:
+            defaults = {"application": apps[app], "job_type": job_type, "command": command,
+                        "parameters": parameters, **extra}
+            if app == "FINANCE":
+                defaults["process"] = close
+            JobDefinition.objects.get_or_create(name=name, defaults=defaults)
+        self.stdout.write(f"Demo data: {len(apps)} applications, {len(DEMO_JOBS)} jobs.")
+        self._admin_login(username)
+
+    def _admin_login(self, username: str) -> None:
+        User = get_user_model()
+        PASSWORD_FILE.parent.mkdir(parents=True, exist_ok=True)
+        password = PASSWORD_FILE.read_text().strip() if PASSWORD_FILE.exists() else secrets.token_urlsafe(12)
+        user, _ = User.objects.get_or_create(username=username, defaults={"is_staff": True, "is_superuser": True})
+        if not user.check_password(password):
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        PASSWORD_FILE.write_text(password + "\n")
+        PASSWORD_FILE.chmod(0o600)
+        self.stdout.write(f"Admin login: {username} / {password}")

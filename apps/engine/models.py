@@ -1,0 +1,161 @@
+"""Executions: the record of every run, and the lease fields the dispatcher works from."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Avg, F, Q
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    LOADED = "LOADED"
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    ERROR = "ERROR"
+    SKIPPED = "SKIPPED"
+    HELD = "HELD"
+
+
+ACTIVE = [Status.LOADED, Status.WAITING, Status.RUNNING, Status.HELD]
+TERMINAL = [Status.COMPLETED, Status.ERROR, Status.SKIPPED]
+PENDING = [Status.LOADED, Status.WAITING]
+
+# The guarded state machine: a status change not listed here never happens.
+TRANSITIONS: dict[str, set[str]] = {
+    Status.LOADED: {Status.WAITING, Status.RUNNING, Status.HELD, Status.ERROR, Status.SKIPPED},
+    Status.WAITING: {Status.WAITING, Status.RUNNING, Status.HELD, Status.ERROR, Status.SKIPPED},
+    Status.HELD: {Status.LOADED, Status.ERROR, Status.SKIPPED},
+    Status.RUNNING: {Status.COMPLETED, Status.ERROR},
+    Status.COMPLETED: set(),
+    Status.ERROR: set(),
+    Status.SKIPPED: set(),
+}
+
+
+def sources_of(target: str) -> list[str]:
+    return [source for source, targets in TRANSITIONS.items() if target in targets]
+
+
+class Trigger(models.TextChoices):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    API = "api"
+    CLI = "cli"
+    FLOW = "flow"
+    RETRY = "retry"
+    RESTART = "restart"
+
+
+class ExecutionQuerySet(models.QuerySet):
+    def active(self) -> "ExecutionQuerySet":
+        return self.filter(status__in=ACTIVE)
+
+    def move(self, target: str, **fields) -> int:
+        """Move rows to `target` only from a status the state machine allows; returns the row count."""
+        return self.filter(status__in=sources_of(target)).update(status=target, **fields)
+
+
+class Execution(models.Model):
+    agent_execution_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    job = models.ForeignKey("catalog.JobDefinition", on_delete=models.PROTECT, related_name="executions")
+    # Copied from the job at trigger time: throttle counts and filters need no join.
+    application = models.ForeignKey("catalog.Application", on_delete=models.PROTECT, related_name="executions")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LOADED)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    triggered_by = models.CharField(max_length=150, blank=True)
+    parameters = models.TextField(blank=True)
+    attempt = models.PositiveIntegerField(default=1)
+    restart_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="restarts"
+    )
+    retry_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries")
+    external_execution_id = models.CharField(max_length=200, blank=True)
+    execution_info = models.TextField(blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    warning = models.BooleanField(default=False, help_text="Completed with a warning exit code.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="executions"
+    )
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.IntegerField(null=True, blank=True, help_text="Process group leader of an EXEC run.")
+    log = models.TextField(blank=True)
+    log_bytes = models.BigIntegerField(default=0, help_text="Bytes of output produced, elided ones included.")
+
+    # Engine bookkeeping.
+    exclusive = models.BooleanField(default=False, help_text="concurrency=forbid: one active execution per job.")
+    lock_group = models.CharField(max_length=100, blank=True)
+    waiting_reason = models.CharField(max_length=300, blank=True)
+    next_check_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the dispatcher next hands this execution out (its lease)."
+    )
+    not_before = models.DateTimeField(null=True, blank=True, help_text="A retry does not start before this.")
+    poll_failures = models.PositiveIntegerField(default=0)
+    kill_requested_by = models.CharField(max_length=150, blank=True)
+
+    objects = ExecutionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "next_check_at"], name="execution_due"),
+            models.Index(fields=["job", "-created_at"], name="execution_job_recent"),
+            models.Index(fields=["application", "status"], name="execution_app_status"),
+            models.Index(fields=["agent", "status"], name="execution_agent_status"),
+        ]
+        constraints = [
+            # Race-proof concurrency=forbid: the database admits one active execution per job.
+            models.UniqueConstraint(
+                fields=["job"],
+                condition=Q(exclusive=True, status__in=ACTIVE),
+                name="execution_one_active_per_forbid_job",
+            ),
+            # Race-proof lock groups: at most one RUNNING execution per group.
+            models.UniqueConstraint(
+                fields=["lock_group"],
+                condition=Q(status=Status.RUNNING) & ~Q(lock_group=""),
+                name="execution_one_running_per_lock_group",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.job_id and self.job.name} {self.status}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def runtime(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    def long_running_threshold(self) -> float | None:
+        """Seconds after which this run counts as long running, or None when nothing tells."""
+        if self.job.threshold_runtime_seconds:
+            return float(self.job.threshold_runtime_seconds)
+        average = (
+            Execution.objects.filter(job_id=self.job_id, status=Status.COMPLETED, started_at__isnull=False)
+            .exclude(pk=self.pk)
+            .aggregate(avg=Avg(F("finished_at") - F("started_at"), output_field=models.DurationField()))["avg"]
+        )
+        if not average:
+            return None
+        return average.total_seconds() * settings.BATCHDESK["LONG_RUNNING_MULTIPLIER"]
+
+    @property
+    def long_running(self) -> bool:
+        runtime = self.runtime
+        if runtime is None:
+            return False
+        threshold = self.long_running_threshold()
+        return threshold is not None and runtime.total_seconds() > threshold

@@ -1,0 +1,15 @@
+"""django-q2 task functions: short, idempotent, and safe to run twice."""
+
+from __future__ import annotations
+
+from apps.agents.services import current_agent_id
+from apps.engine import runners, services
+
+
+def start_execution(execution_id: int) -> str:
+    """Claim an execution and run it; a second delivery of the same task finds it taken and returns."""
+    execution = services.claim(execution_id, current_agent_id())
+    if execution is None:
+        return "not claimed"
+    runners.run(execution)
+    return "ran"

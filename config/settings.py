@@ -1,0 +1,165 @@
+"""Batchdesk settings, read from the environment (and an optional .env file) by django-environ."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"  # the SQLite file, the demo login; never committed
+VAR_DIR.mkdir(exist_ok=True)
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_TZ = True
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+
+INSTALLED_APPS = [
+    # apps.agents first: its `qcluster` command wraps django-q2's to register the agent.
+    "apps.agents",
+    "apps.catalog",
+    "apps.engine",
+    "apps.scheduling",
+    "apps.console",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_q",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'batchdesk.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the single writer; IMMEDIATE takes the write lock at
+    # BEGIN so that two writers queue on the busy timeout instead of failing mid-transaction.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    DATABASES["default"].setdefault("TEST", {})
+    if os.environ.get("BATCHDESK_TEST_SQLITE_FILE"):
+        # End-to-end tests share the database with real subprocesses: use a file.
+        DATABASES["default"]["TEST"]["NAME"] = os.environ["BATCHDESK_TEST_SQLITE_FILE"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Queue (django-q2) ----------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+Q_CLUSTER = {
+    "name": "batchdesk",
+    "workers": env.int("Q_WORKERS", default=4),
+    # Tasks are short except EXEC/PYTHON runs, which may take hours or days. A worker
+    # killed by this timeout stops renewing its execution's lease and the dispatcher ends
+    # it "agent lost"; our leases, not django-q2's retry, recover a task that was lost.
+    "timeout": env.int("Q_TASK_TIMEOUT", default=7 * 24 * 3600),
+    "retry": env.int("Q_TASK_TIMEOUT", default=7 * 24 * 3600) + 3600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    # The Execution table is the record of what ran; successful queue tasks need none.
+    "save_limit": -1,
+    "catch_up": False,
+    "poll": 0.05,
+    "label": "Queue",
+    "ALT_CLUSTERS": {},
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Auth, static ---------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+}
+
+# --- OAuth2 for custom job types (SPEC §3) --------------------------------------------
+OAUTH_TOKEN_URL = env.str("OAUTH_TOKEN_URL", default="")
+OAUTH_CLIENT_ID = env.str("OAUTH_CLIENT_ID", default="")
+OAUTH_CLIENT_SECRET = env.str("OAUTH_CLIENT_SECRET", default="")
+OAUTH_ALLOW_INSECURE_TRANSPORT = env.bool("OAUTH_ALLOW_INSECURE_TRANSPORT", default=False)
+if OAUTH_ALLOW_INSECURE_TRANSPORT:
+    # oauthlib reads only this variable; the setting is the one switch that sets it.
+    os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+
+# --- Engine ---------------------------------------------------------------------------
+BATCHDESK = {
+    # Bytes of log kept per execution: the first and last halves, the middle elided.
+    "LOG_MAX_BYTES": env.int("BATCHDESK_LOG_MAX_BYTES", default=512 * 1024),
+    # An agent that has not beaten for this long is offline; its executions are recovered.
+    "AGENT_HEARTBEAT_SECONDS": env.float("BATCHDESK_AGENT_HEARTBEAT_SECONDS", default=5.0),
+    "AGENT_LOST_SECONDS": env.float("BATCHDESK_AGENT_LOST_SECONDS", default=30.0),
+    # A RUNNING EXEC/PYTHON run renews this lease while its worker lives; past it, it is lost.
+    "RUN_LEASE_SECONDS": env.float("BATCHDESK_RUN_LEASE_SECONDS", default=60.0),
+    # A LOADED execution not picked up by a worker within this lease is handed out again.
+    "DISPATCH_LEASE_SECONDS": env.float("BATCHDESK_DISPATCH_LEASE_SECONDS", default=15.0),
+    # How often a running EXEC/PYTHON job checks for a kill request and flushes its log.
+    "RUNNER_CHECK_SECONDS": env.float("BATCHDESK_RUNNER_CHECK_SECONDS", default=0.5),
+    # Grace between SIGTERM and SIGKILL when a process group is killed.
+    "KILL_GRACE_SECONDS": env.float("BATCHDESK_KILL_GRACE_SECONDS", default=2.0),
+    # "Long running": runtime above threshold_runtime_seconds, else above average × this.
+    "LONG_RUNNING_MULTIPLIER": env.float("BATCHDESK_LONG_RUNNING_MULTIPLIER", default=2.0),
+    "DISPATCHER_TICK_SECONDS": env.float("BATCHDESK_DISPATCHER_TICK_SECONDS", default=1.0),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django-q": {"level": env.str("DJANGO_Q_LOG_LEVEL", default="WARNING")}},
+}
