@@ -80,10 +80,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    DATABASES["default"].setdefault("TEST", {})
-    if os.environ.get("BATCHDESK_TEST_SQLITE_FILE"):
-        # End-to-end tests share the database with real subprocesses: use a file.
-        DATABASES["default"]["TEST"]["NAME"] = os.environ["BATCHDESK_TEST_SQLITE_FILE"]
+    # A file, not memory: end-to-end tests share the test database with real processes.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Queue (django-q2) ----------------------------------------------------------------

@@ -1,0 +1,170 @@
+"""The cast and the machinery of the suite: jobs built in code, a synchronous queue for unit
+tests, and real dispatcher and cluster processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from django_q.conf import Conf
+
+from apps.catalog.models import Application, JobDefinition
+from apps.catalog.roles import ADMINISTRATOR, VIEWER
+
+ROOT = Path(__file__).resolve().parent.parent
+ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql"))
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.1, message: str = ""):
+    """Poll until predicate() is truthy and return its value; fail with `message` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def app(db) -> Application:
+    return Application.objects.create(name="RMS", description="Retail merchandising")
+
+
+@pytest.fixture
+def make_job(app) -> Callable[..., JobDefinition]:
+    def make(name: str = "job", command: str = "echo hello", job_type: str = "EXEC", **fields) -> JobDefinition:
+        fields.setdefault("application", app)
+        return JobDefinition.objects.create(name=name, command=command, job_type=job_type, **fields)
+
+    return make
+
+
+@pytest.fixture
+def sync_queue(monkeypatch):
+    """django-q2 runs each queued task at once, in this process (its exceptions propagate)."""
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
+def administrator(db) -> User:
+    user = User.objects.create_user("ada", password="pw-ada-123", is_staff=True)
+    user.groups.add(Group.objects.get(name=ADMINISTRATOR))
+    return user
+
+
+@pytest.fixture
+def viewer(db) -> User:
+    user = User.objects.create_user("vic", password="pw-vic-123", is_staff=True)
+    user.groups.add(Group.objects.get(name=VIEWER))
+    return user
+
+
+@pytest.fixture
+def admin_client_logged(client, administrator):
+    client.force_login(administrator)
+    return client
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live (not zombie) process remains in the process group."""
+    import psutil
+
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+# --- real processes ----------------------------------------------------------------------
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class Processes:
+    """Starts manage.py commands against the test database; kills what is left at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: list[subprocess.Popen] = []
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "BATCHDESK_AGENT_HEARTBEAT_SECONDS": "0.5",
+            "BATCHDESK_AGENT_LOST_SECONDS": "3",
+            "BATCHDESK_RUN_LEASE_SECONDS": "6",
+            "BATCHDESK_DISPATCH_LEASE_SECONDS": "3",
+            "BATCHDESK_KILL_GRACE_SECONDS": "1",
+            "Q_WORKERS": "3",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start(self, *command: str) -> subprocess.Popen:
+        log = open(self.tmp_path / f"{command[0]}-{len(self.started)}.log", "wb")
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), *command],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.started.append(process)
+        return process
+
+    def kill_hard(self, process: subprocess.Popen) -> None:
+        """SIGKILL the process and its whole group (a cluster's sentinel and workers too)."""
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(timeout=10)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    self.kill_hard(process)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.tmp_path.glob("*.log")))
+
+
+@pytest.fixture
+def processes(transactional_db, tmp_path):
+    """Real dispatcher and cluster processes; their logs are printed when a test fails."""
+    from django_q.brokers import get_broker
+
+    get_broker().purge_queue()  # nothing left over from an earlier run
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()
+    print(procs.logs())
+
+
+@pytest.fixture
+def engine_up(processes):
+    """A dispatcher and a cluster running, their agents registered."""
+    from apps.agents.models import Agent, AgentStatus
+
+    processes.start("run_dispatcher")
+    processes.start("qcluster")
+    wait_for(lambda: Agent.objects.filter(status=AgentStatus.READY).count() >= 2, timeout=30,
+             message="dispatcher and cluster agents")
+    return processes
