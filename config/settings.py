@@ -80,14 +80,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    # A file, not memory: end-to-end tests share the test database with real processes.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+# Test runs get their own database (a file for SQLite: end-to-end tests share it with real
+# processes), so that two runs on one machine never meet. tests/isolation.py sets the id.
+TEST_RUN_ID = env.str("BATCHDESK_TEST_RUN", default="")
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{TEST_RUN_ID or 'db'}.sqlite3")}
+elif TEST_RUN_ID:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{TEST_RUN_ID}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Queue (django-q2) ----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 Q_CLUSTER = {
-    "name": "batchdesk",
+    # The queue's name: separate installations (or test runs) sharing one Redis differ here.
+    "name": env.str("BATCHDESK_QUEUE_NAME", default="batchdesk"),
     "workers": env.int("Q_WORKERS", default=4),
     # Tasks are short except EXEC/PYTHON runs, which may take hours or days. A worker
     # killed by this timeout stops renewing its execution's lease and the dispatcher ends
