@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "apps.engine",
     "apps.scheduling",
     "apps.console",
+    "apps.extsys",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -139,6 +140,11 @@ if OAUTH_ALLOW_INSECURE_TRANSPORT:
     # oauthlib reads only this variable; the setting is the one switch that sets it.
     os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
 
+# --- The reference external system (apps/extsys) -------------------------------------
+EXTSYS_CLIENT_ID = env.str("EXTSYS_CLIENT_ID", default="batchdesk-demo")
+EXTSYS_CLIENT_SECRET = env.str("EXTSYS_CLIENT_SECRET", default="demo-secret")
+EXTSYS_TOKEN_TTL = env.int("EXTSYS_TOKEN_TTL", default=3600)
+
 # --- Engine ---------------------------------------------------------------------------
 BATCHDESK = {
     # Bytes of log kept per execution: the first and last halves, the middle elided.
@@ -156,6 +162,11 @@ BATCHDESK = {
     "KILL_GRACE_SECONDS": env.float("BATCHDESK_KILL_GRACE_SECONDS", default=2.0),
     # "Long running": runtime above threshold_runtime_seconds, else above average × this.
     "LONG_RUNNING_MULTIPLIER": env.float("BATCHDESK_LONG_RUNNING_MULTIPLIER", default=2.0),
+    # Custom job types: a handed-out poll not done within this lease is handed out again;
+    # threads per poll batch; consecutive Status failures that end an execution in ERROR.
+    "POLL_LEASE_SECONDS": env.float("BATCHDESK_POLL_LEASE_SECONDS", default=60.0),
+    "POLL_THREADS": env.int("BATCHDESK_POLL_THREADS", default=16),
+    "POLL_FAILURE_LIMIT": env.int("BATCHDESK_POLL_FAILURE_LIMIT", default=5),
     "DISPATCHER_TICK_SECONDS": env.float("BATCHDESK_DISPATCHER_TICK_SECONDS", default=1.0),
 }
 

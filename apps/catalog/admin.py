@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from apps.catalog.models import Application, Flow, JobDefinition, JobType, Process
+from apps.catalog import services as catalog_services
+from apps.catalog.models import Application, Flow, JobDefinition, JobType, JobTypeEnvironment, Process
 from apps.engine import services
 from apps.engine.errors import EngineError
 from apps.engine.models import Execution, Trigger
@@ -61,16 +64,72 @@ class ProcessAdmin(admin.ModelAdmin):
     filter_horizontal = ["predecessors"]
 
 
+class JobTypeForm(forms.ModelForm):
+    """The client secret is write-only: typed in, stored encrypted, never rendered back."""
+
+    client_secret = forms.CharField(
+        required=False, strip=False, widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave blank to keep the stored secret.",
+    )
+    clear_client_secret = forms.BooleanField(
+        required=False, help_text="Forget the stored secret (OAUTH_CLIENT_SECRET applies again)."
+    )
+
+    class Meta:
+        model = JobType
+        fields = "__all__"
+
+    def save(self, commit: bool = True) -> JobType:
+        job_type = super().save(commit=False)
+        if self.cleaned_data.get("clear_client_secret"):
+            job_type.client_secret_encrypted = ""
+        elif self.cleaned_data.get("client_secret"):
+            job_type.set_client_secret(self.cleaned_data["client_secret"])
+        if commit:
+            job_type.save()
+        return job_type
+
+
+class JobTypeEnvironmentInline(admin.TabularInline):
+    model = JobTypeEnvironment
+    extra = 0
+    autocomplete_fields = ["application"]
+    verbose_name = "application environment"
+
+
 @admin.register(JobType)
 class JobTypeAdmin(admin.ModelAdmin):
-    list_display = ["name", "url", "poll_interval_seconds", "description"]
+    form = JobTypeForm
+    list_display = ["name", "url", "poll_interval_seconds", "secret_stored", "last_check", "description"]
     search_fields = ["name", "url", "description"]
+    readonly_fields = ["last_check_at", "last_check_up", "last_check_error"]
+    inlines = [JobTypeEnvironmentInline]
+    actions = ["system_check"]
     fieldsets = [
         (None, {"fields": ["name", "description", "url"]}),
         ("Endpoints", {"fields": ["start_path", "status_path", "restart_path", "kill_path", "log_path", "check_path"]}),
         ("Polling", {"fields": ["poll_interval_seconds", "request_timeout_seconds"]}),
-        ("OAuth2 client credentials", {"fields": ["token_url", "client_id", "scope"]}),
+        ("OAuth2 client credentials", {"fields": ["token_url", "client_id", "client_secret", "clear_client_secret",
+                                                  "scope"]}),
+        ("Last system check", {"fields": ["last_check_at", "last_check_up", "last_check_error"]}),
     ]
+
+    @admin.display(description="secret", boolean=True)
+    def secret_stored(self, obj: JobType) -> bool:
+        return obj.has_client_secret
+
+    @admin.display(description="last check")
+    def last_check(self, obj: JobType) -> str:
+        if obj.last_check_at is None:
+            return "never"
+        return f"{'up' if obj.last_check_up else 'DOWN'} at {obj.last_check_at:%Y-%m-%d %H:%M:%S}"
+
+    @admin.action(description="Run the system check now")
+    def system_check(self, request, queryset):
+        for job_type in queryset:
+            result = catalog_services.run_system_check(job_type)
+            level = messages.SUCCESS if result.up else messages.ERROR
+            self.message_user(request, f"{job_type.name}: {'up' if result.up else 'down'} {result.error}", level=level)
 
 
 @admin.register(JobDefinition)
@@ -107,7 +166,7 @@ class JobDefinitionAdmin(admin.ModelAdmin):
         """Trigger one job with parameters that override its defaults."""
         job = get_object_or_404(JobDefinition.objects.select_related("application"), pk=pk)
         if not self.has_change_permission(request, job):
-            return redirect(reverse("admin:catalog_jobdefinition_change", args=[pk]))
+            raise PermissionDenied  # a viewer: refused plainly, as the admin refuses its own pages
         error = ""
         if request.method == "POST":
             try:
@@ -145,6 +204,6 @@ class JobDefinitionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} jobs.")
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None:
+        if obj is not None and self.has_change_permission(request, obj):
             context["trigger_url"] = reverse("admin:catalog_jobdefinition_trigger", args=[obj.pk])
         return super().render_change_form(request, context, add, change, form_url, obj)

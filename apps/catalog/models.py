@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -80,6 +81,13 @@ class JobType(models.Model):
     client_id = models.CharField(max_length=200, blank=True)
     # Write-only: holds the secret encrypted, never the plain text.
     client_secret_encrypted = models.TextField(blank=True, editable=False)
+    # The latest system check, for the health page.
+    last_check_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_check_up = models.BooleanField(null=True, editable=False)
+    last_check_error = models.TextField(blank=True, editable=False)
+
+    PATH_FIELDS = {"start": "start_path", "status": "status_path", "restart": "restart_path",
+                   "kill": "kill_path", "log": "log_path", "check": "check_path"}
 
     class Meta:
         ordering = ["name"]
@@ -90,6 +98,58 @@ class JobType(models.Model):
     def clean(self) -> None:
         if self.name in self.BUILTIN:
             raise ValidationError({"name": f"{self.name} is a built-in job type."})
+
+    def set_client_secret(self, plain: str) -> None:
+        from apps.connectors import crypto
+
+        self.client_secret_encrypted = crypto.encrypt(plain)
+
+    @property
+    def has_client_secret(self) -> bool:
+        return bool(self.client_secret_encrypted)
+
+    def endpoint(self, application: Application | None = None):
+        """How to reach this type from `application`: its environment override of URL and scope, if any."""
+        from apps.connectors import crypto
+        from apps.connectors.client import Endpoint
+        from apps.connectors.oauth import Credentials
+
+        override = None
+        if application is not None:
+            override = JobTypeEnvironment.objects.filter(application=application, job_type=self).first()
+        scope = override.scope if override and override.scope else self.scope
+        return Endpoint(
+            name=self.name,
+            url=override.url if override and override.url else self.url,
+            scope=scope,
+            paths={call: getattr(self, field) for call, field in self.PATH_FIELDS.items()},
+            timeout=float(self.request_timeout_seconds),
+            poll_interval=float(self.poll_interval_seconds),
+            credentials=Credentials(
+                token_url=self.token_url or settings.OAUTH_TOKEN_URL,
+                client_id=self.client_id or settings.OAUTH_CLIENT_ID,
+                client_secret=crypto.decrypt(self.client_secret_encrypted) if self.client_secret_encrypted
+                else settings.OAUTH_CLIENT_SECRET,
+                scope=scope,
+            ),
+        )
+
+
+class JobTypeEnvironment(models.Model):
+    """POM "Configure New Schedule": an application's own URL and scope for a custom job type."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="job_type_environments")
+    job_type = models.ForeignKey(JobType, on_delete=models.CASCADE, related_name="environments")
+    url = models.CharField("base URL", max_length=500, blank=True)
+    scope = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["application", "job_type"], name="one_environment_per_app_and_type")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.application} → {self.job_type}"
 
 
 class Concurrency(models.TextChoices):

@@ -32,8 +32,16 @@ def format(values: dict[str, str]) -> str:
 def merge(defaults: str, overrides: str | dict[str, str] | None) -> str:
     """The job's defaults overridden key by key by a trigger's parameters."""
     merged = parse(defaults)
-    merged.update(overrides if isinstance(overrides, dict) else parse(overrides))
-    return format(merged)
+    if isinstance(overrides, dict):
+        merged.update({str(key).strip(): str(value).strip() for key, value in overrides.items()})
+    else:
+        merged.update(parse(overrides))
+    text = format(merged)
+    # A dict may hold what the string cannot carry ("||" in a value, "=" in a key, an empty
+    # key): refuse it now rather than store parameters that fail when the job runs.
+    if parse(text) != merged:
+        raise ValidationError(f"Parameters {overrides!r} cannot be written as key=value||key1=value1.")
+    return text
 
 
 def environment(text: str) -> dict[str, str]:

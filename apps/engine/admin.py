@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from apps.engine import services
+from apps.engine import rest, services
 from apps.engine.errors import EngineError
 from apps.engine.models import Execution, Status
 
@@ -25,7 +25,7 @@ class ExecutionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     list_per_page = 50
-    actions = ["kill", "restart"]
+    actions = ["kill", "restart", "fetch_log"]
     readonly_fields = [
         "agent_execution_id", "job", "application", "status", "trigger", "triggered_by", "parameters",
         "attempt", "restart_of", "retry_of", "external_execution_id", "execution_info", "exit_code",
@@ -99,6 +99,10 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.action(description="Restart selected executions (ERROR only)", permissions=["kill"])
     def restart(self, request, queryset):
         self._apply(request, queryset, lambda e: services.restart(e, by=request.user.get_username()), "Restarted")
+
+    @admin.action(description="Fetch the external system's log now (custom job types)")
+    def fetch_log(self, request, queryset):
+        self._apply(request, queryset, rest.refresh_log, "Fetched the log of")
 
     def has_kill_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("engine.delete_execution") or request.user.has_perm("catalog.change_jobdefinition")

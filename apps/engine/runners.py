@@ -43,6 +43,11 @@ class Outcome:
 def run(execution: Execution) -> None:
     """Run a claimed (RUNNING) execution to its end and record the outcome."""
     job = execution.job
+    if job.is_custom:
+        from apps.engine import rest
+
+        rest.start(execution)  # calls Start and returns: polling is the dispatcher's
+        return
     log = BoundedLog(settings.BATCHDESK["LOG_MAX_BYTES"])
     runner = RUNNERS.get(job.job_type)
     try:

@@ -23,7 +23,7 @@ from django_q.tasks import async_task
 
 from apps.agents.models import Agent, AgentStatus
 from apps.catalog import params
-from apps.catalog.models import Application, Concurrency, JobDefinition, JobType
+from apps.catalog.models import Application, Concurrency, JobDefinition
 from apps.engine.errors import ALREADY_RUNNING_MESSAGE, EngineError
 from apps.engine.models import ACTIVE, PENDING, Execution, Status, Trigger
 from apps.engine.signals import execution_failed
@@ -249,9 +249,9 @@ def kill(execution: Execution, *, by: str) -> Execution:
             "NOT_ACTIVE", f"Execution {execution.pk} is {execution.status}; only active executions can be killed."
         )
     if execution.job.is_custom:
-        raise EngineError(
-            "NOT_KILLABLE", f"Kill is not defined for job type {execution.job.job_type}"
-        )
+        from apps.engine import rest
+
+        return rest.kill(execution, by)
     Execution.objects.filter(pk=execution.pk, status=Status.RUNNING, kill_requested_by="").update(kill_requested_by=by)
     execution.refresh_from_db()
     return execution
@@ -291,13 +291,14 @@ def hand_out_due(limit: int = 500) -> int:
 
 
 def recover_lost() -> int:
-    """End built-in runs whose agent is offline or whose worker stopped renewing the lease.
+    """End runs held by a worker whose agent is offline or that stopped renewing the lease.
 
-    They end in ERROR "agent lost" (and are retried as usual); custom-type runs are not
-    held by a worker and simply keep being polled.
+    They end in ERROR "agent lost" (and are retried as usual). A custom-type run whose
+    external job has started (it has an `external_execution_id`) is held by no worker: it
+    simply keeps being polled, whatever happened to the agent that started it.
     """
     lost = (
-        Execution.objects.filter(status=Status.RUNNING, job__job_type__in=JobType.BUILTIN)
+        Execution.objects.filter(status=Status.RUNNING, external_execution_id="")
         .filter(Q(agent__status=AgentStatus.OFFLINE) | Q(next_check_at__lt=timezone.now()))
         .select_related("job")
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apps.agents.services import current_agent_id
-from apps.engine import runners, services
+from apps.engine import rest, runners, services
 
 
 def start_execution(execution_id: int) -> str:
@@ -13,3 +13,8 @@ def start_execution(execution_id: int) -> str:
         return "not claimed"
     runners.run(execution)
     return "ran"
+
+
+def poll_batch(execution_ids: list[int]) -> int:
+    """Poll a batch of custom-type executions once each; a finished one is skipped."""
+    return rest.poll_batch(execution_ids)

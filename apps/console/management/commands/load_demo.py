@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from apps.catalog.models import Application, Flow, JobDefinition, Process
+from apps.catalog.models import Application, Flow, JobDefinition, JobType, Process
 
 PASSWORD_FILE = settings.VAR_DIR / "admin-password.txt"
 
@@ -30,6 +30,12 @@ DEMO_JOBS = [
     ("purge_queue_tasks", "HOUSEKEEPING", "PYTHON", "purge_queue_tasks", "days=7", {}),
     ("purge_offline_agents", "HOUSEKEEPING", "PYTHON", "purge_offline_agents", "days=7", {}),
     ("checkpoint", "DEMO", "DUMMY", "", "", {}),
+    # Custom (Generic ReST) jobs run by the bundled reference external system, apps/extsys.
+    ("ext_sales_extract", "RETAIL", "MOCKTYPE", "", "duration=8||lines=20", {}),
+    ("ext_stock_load", "RETAIL", "MOCKTYPE", "", "duration=20||lines=40", {"process": ("Nightly", "Stock", "Load")}),
+    ("ext_price_push", "RETAIL", "MOCKTYPE", "", "duration=5||outcome=ERROR||restart_outcome=COMPLETED",
+     {"process": ("Nightly", "Stock", "Prices")}),
+    ("ext_inventory_sync", "RETAIL", "MOCKTYPE", "", "duration=300||lines=300", {}),
 ]
 
 
@@ -38,20 +44,45 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--username", default="admin")
+        parser.add_argument("--port", type=int, default=8000, help="Where the web server (and extsys) listens.")
 
-    def handle(self, *args, username: str, **options) -> None:
+    def handle(self, *args, username: str, port: int, **options) -> None:
+        self._mock_job_type(port)
         apps = {name: Application.objects.get_or_create(name=name, defaults={"description": f"{name} demo"})[0]
                 for name in {spec[1] for spec in DEMO_JOBS}}
-        nightly = Flow.objects.get_or_create(application=apps["FINANCE"], name="Ledger", defaults={"cycle": "Nightly"})[0]
-        close = Process.objects.get_or_create(flow=nightly, name="Close")[0]
         for name, app, job_type, command, parameters, extra in DEMO_JOBS:
+            extra = dict(extra)
+            if "process" in extra:
+                extra["process"] = self._process(apps[app], *extra["process"])
             defaults = {"application": apps[app], "job_type": job_type, "command": command,
                         "parameters": parameters, **extra}
             if app == "FINANCE":
-                defaults["process"] = close
+                defaults["process"] = self._process(apps[app], "Nightly", "Ledger", "Close")
             JobDefinition.objects.get_or_create(name=name, defaults=defaults)
         self.stdout.write(f"Demo data: {len(apps)} applications, {len(DEMO_JOBS)} jobs.")
         self._admin_login(username)
+
+    @staticmethod
+    def _process(application: Application, cycle: str, flow: str, process: str) -> Process:
+        flow_row = Flow.objects.get_or_create(application=application, name=flow, defaults={"cycle": cycle})[0]
+        return Process.objects.get_or_create(flow=flow_row, name=process)[0]
+
+    @staticmethod
+    def _mock_job_type(port: int) -> None:
+        """MOCKTYPE: the bundled external system, served by the same web server."""
+        base = f"http://127.0.0.1:{port}/extsys"
+        job_type, _ = JobType.objects.update_or_create(
+            name="MOCKTYPE",
+            defaults={
+                "description": "The bundled reference external system (apps/extsys).",
+                "url": base, "start_path": "/jobs/start", "status_path": "/jobs/status",
+                "restart_path": "/jobs/restart", "kill_path": "/jobs/kill", "log_path": "/jobs/log",
+                "check_path": "/health", "poll_interval_seconds": 2, "token_url": f"{base}/oauth/token",
+                "client_id": settings.EXTSYS_CLIENT_ID,
+            },
+        )
+        job_type.set_client_secret(settings.EXTSYS_CLIENT_SECRET)
+        job_type.save(update_fields=["client_secret_encrypted"])
 
     def _admin_login(self, username: str) -> None:
         User = get_user_model()

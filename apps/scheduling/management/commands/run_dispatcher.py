@@ -16,6 +16,7 @@ from django.db import close_old_connections
 
 from apps.agents import services as agents
 from apps.agents.models import AgentKind
+from apps.engine import rest
 from apps.engine import services as engine
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Command(BaseCommand):
         agents.mark_lost_agents()
         engine.recover_lost()
         engine.hand_out_due()
+        rest.claim_due_polls()
 
     def _sleep(self, seconds: float) -> None:
         # Short naps so that a SIGTERM is answered promptly.

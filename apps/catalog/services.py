@@ -1,0 +1,59 @@
+"""Operations on the catalog shared by the admin, the API and the commands."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import transaction
+from django.utils import timezone
+
+from apps.catalog.models import Application, JobType, JobTypeEnvironment
+
+_url = URLValidator(schemes=["http", "https"])
+
+
+def configure_environment(application: Application, job_types: dict[str, dict[str, str]]) -> list[JobTypeEnvironment]:
+    """Set the URL and scope of custom job types for one application (POM "Configure New Schedule").
+
+    All or nothing: an unknown type or a malformed URL changes nothing. The rest of each
+    job type's definition is untouched.
+    """
+    if not isinstance(job_types, dict) or not job_types:
+        raise ValidationError("Give at least one job type: {\"<TYPE>\": {\"url\": \"...\", \"scope\": \"...\"}}.")
+    known = {t.name: t for t in JobType.objects.filter(name__in=list(job_types))}
+    errors = []
+    for name, values in job_types.items():
+        if name not in known:
+            errors.append(f"Unknown job type {name!r}.")
+            continue
+        if not isinstance(values, dict) or not set(values) <= {"url", "scope"} or not values:
+            errors.append(f"{name}: give 'url' and/or 'scope' only.")
+            continue
+        if values.get("url"):
+            try:
+                _url(values["url"])
+            except ValidationError:
+                errors.append(f"{name}: {values['url']!r} is not an http(s) URL.")
+    if errors:
+        raise ValidationError(errors)
+    saved = []
+    with transaction.atomic():
+        for name, values in job_types.items():
+            environment, _ = JobTypeEnvironment.objects.get_or_create(application=application, job_type=known[name])
+            for field in ("url", "scope"):
+                if field in values:
+                    setattr(environment, field, str(values[field] or "").strip())
+            environment.save()
+            saved.append(environment)
+    return saved
+
+
+def run_system_check(job_type: JobType):
+    """Call the type's system check now and remember the answer for the health page."""
+    from apps.connectors.client import system_check
+
+    result = system_check(job_type.endpoint())
+    JobType.objects.filter(pk=job_type.pk).update(
+        last_check_at=result.checked_at, last_check_up=result.up, last_check_error=result.error
+    )
+    return result

@@ -1,0 +1,166 @@
+"""The one seam to external systems: the POM Generic ReST calls of SPEC §3.
+
+Every call sends `Authorization: Bearer <token>` and JSON, refetches the token once on a
+401, and raises CallFailed with a reason that names the call and never a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+from requests.adapters import HTTPAdapter
+
+from apps.connectors.oauth import Credentials, TokenError, tokens
+
+RESPONSE_EXCERPT = 2000
+
+
+class CallFailed(Exception):
+    """A call that did not succeed. `transient` failures may be retried (timeouts, 5xx, bad JSON)."""
+
+    def __init__(self, reason: str, *, transient: bool, status_code: int | None = None, body: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.status_code = status_code
+        self.body = body[:RESPONSE_EXCERPT]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A job type as seen from one application: its URL and scope may be configured per application."""
+
+    name: str
+    url: str
+    scope: str
+    paths: dict[str, str]
+    timeout: float
+    poll_interval: float
+    credentials: Credentials
+
+    def path(self, call: str) -> str:
+        return self.paths.get(call, "")
+
+    def defines(self, call: str) -> bool:
+        return bool(self.path(call))
+
+
+_sessions: dict[str, requests.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def session_for(base_url: str) -> requests.Session:
+    """One keep-alive session per external system, shared by the threads of this process."""
+    with _sessions_lock:
+        session = _sessions.get(base_url)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.update({"Accept": "application/json"})
+            _sessions[base_url] = session
+        return session
+
+
+def _refuse_insecure(url: str) -> None:
+    if url.startswith("http://") and not settings.OAUTH_ALLOW_INSECURE_TRANSPORT:
+        raise CallFailed(
+            f"Refusing plain http:// URL {url}: use https, or set OAUTH_ALLOW_INSECURE_TRANSPORT=true.",
+            transient=False,
+        )
+
+
+def request(endpoint: Endpoint, call: str, method: str, *, body: dict | None = None,
+            query: dict | None = None, expect_json: bool = True) -> Any:
+    """Make one contract call; returns the parsed JSON object (or the text when `expect_json` is False)."""
+    response = _send(endpoint, call, method, body=body, query=query)
+    if not 200 <= response.status_code < 300:
+        raise CallFailed(
+            f"{call}: HTTP {response.status_code} from {response.url}",
+            transient=response.status_code >= 500 or response.status_code == 429,
+            status_code=response.status_code,
+            body=response.text,
+        )
+    if not expect_json:
+        return response.text
+    if not response.content:
+        return {}
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise CallFailed(f"{call}: the answer from {response.url} is not a JSON object", transient=True,
+                         status_code=response.status_code, body=response.text)
+    return data
+
+
+def _send(endpoint: Endpoint, call: str, method: str, *, body: dict | None = None,
+          query: dict | None = None) -> requests.Response:
+    """Send with a bearer token; on a 401, forget the token and try once more with a new one."""
+    url = endpoint.url.rstrip("/") + endpoint.path(call)
+    _refuse_insecure(url)
+    _refuse_insecure(endpoint.credentials.token_url)
+    session = session_for(endpoint.url)
+    for attempt in (1, 2):
+        try:
+            token = tokens.get(endpoint.credentials, endpoint.timeout)
+        except TokenError as exc:
+            raise CallFailed(f"{call}: {exc}", transient=True) from None
+        try:
+            response = session.request(method, url, json=body, params=query, timeout=endpoint.timeout,
+                                       headers={"Authorization": f"Bearer {token}"})
+        except requests.Timeout:
+            raise CallFailed(f"{call}: no answer from {url} within {endpoint.timeout:g}s", transient=True) from None
+        except requests.ConnectionError as exc:
+            raise CallFailed(f"{call}: cannot connect to {url}: {_root_cause(exc)}", transient=True) from None
+        except requests.RequestException as exc:
+            raise CallFailed(f"{call}: {type(exc).__name__}: {exc}", transient=True) from None
+        if response.status_code == 401 and attempt == 1:
+            tokens.invalidate(endpoint.credentials, token)
+            continue
+        return response
+    return response
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ or exc.__context__:
+        exc = exc.__cause__ or exc.__context__
+    return str(exc) or type(exc).__name__
+
+
+@dataclass
+class CheckResult:
+    up: bool
+    status_code: int | None
+    checked_at: datetime
+    error: str
+
+
+def system_check(endpoint: Endpoint) -> CheckResult:
+    """POM's "Validation": 200 or 204 from check_path means up; anything else, or no answer, down."""
+    now = timezone.now()
+    if not endpoint.defines("check"):
+        return CheckResult(False, None, now, f"No system check path is defined for job type {endpoint.name}.")
+    try:
+        response = _send(endpoint, "check", "GET")
+    except CallFailed as exc:
+        return CheckResult(False, exc.status_code, now, exc.reason)
+    if response.status_code in (200, 204):
+        return CheckResult(True, response.status_code, now, "")
+    return CheckResult(False, response.status_code, now, f"check: HTTP {response.status_code} from {response.url}")
+
+
+def describe(data: Any) -> str:
+    """executionInfo as stored text, whatever JSON type the system sent."""
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else json.dumps(data, sort_keys=True)
