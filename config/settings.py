@@ -167,6 +167,10 @@ BATCHDESK = {
     "POLL_LEASE_SECONDS": env.float("BATCHDESK_POLL_LEASE_SECONDS", default=60.0),
     "POLL_THREADS": env.int("BATCHDESK_POLL_THREADS", default=16),
     "POLL_FAILURE_LIMIT": env.int("BATCHDESK_POLL_FAILURE_LIMIT", default=5),
+    # Schedules: a slot older than this when the dispatcher reaches it was missed (downtime)
+    # and follows the misfire policy; run_all fires at most this many missed slots.
+    "MISFIRE_GRACE_SECONDS": env.float("BATCHDESK_MISFIRE_GRACE_SECONDS", default=60.0),
+    "MISFIRE_RUN_ALL_CAP": env.int("BATCHDESK_MISFIRE_RUN_ALL_CAP", default=100),
     "DISPATCHER_TICK_SECONDS": env.float("BATCHDESK_DISPATCHER_TICK_SECONDS", default=1.0),
 }
 

@@ -1,23 +1,73 @@
 from __future__ import annotations
 
-from django.contrib import admin
+import zoneinfo
+from datetime import timezone
 
+from django.contrib import admin
+from django.utils.html import format_html, format_html_join
+
+from apps.scheduling import services
 from apps.scheduling.models import Schedule
+
+UTC = timezone.utc
 
 
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "kind", "timezone", "misfire", "active", "next_fire_at", "last_fired_at", "fire_count"]
+    list_display = ["__str__", "kind", "timezone", "misfire", "active", "next_fire_at", "last_fired_at",
+                    "fire_count", "inactive_reason"]
     list_filter = ["active", "kind", "misfire", "timezone"]
     search_fields = ["job__name", "flow__name", "cron"]
     list_select_related = ["job", "flow__application"]
-    readonly_fields = ["next_fire_at", "last_fired_at", "fire_count"]
+    autocomplete_fields = ["job"]
+    readonly_fields = ["next_fire_times", "next_fire_at", "last_fired_at", "fire_count", "inactive_reason",
+                       "recent_fires"]
+    fieldsets = [
+        (None, {"fields": ["job", "kind", "cron", "interval_seconds", "start_at", "end_at", "repeats", "timezone",
+                           "misfire", "active", "extra"]}),
+        ("Firing", {"fields": ["next_fire_times", "last_fired_at", "fire_count", "inactive_reason", "recent_fires"]}),
+    ]
     actions = ["pause", "resume"]
+
+    @admin.display(description="next 5 fire times")
+    def next_fire_times(self, obj: Schedule) -> str:
+        if obj.pk is None:
+            return "-"
+        times = obj.upcoming(5)
+        if not times:
+            return f"none ({obj.inactive_reason or 'inactive'})"
+        zone = zoneinfo.ZoneInfo(obj.timezone)
+        return format_html(
+            "<table><tr><th>{}</th><th>UTC</th></tr>{}</table>",
+            obj.timezone,
+            format_html_join("", "<tr><td>{}</td><td>{}</td></tr>",
+                             ((t.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"),
+                               t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")) for t in times)),
+        )
+
+    @admin.display(description="recent fires")
+    def recent_fires(self, obj: Schedule) -> str:
+        fires = obj.fired_slots.select_related("execution")[:20] if obj.pk else []
+        if not fires:
+            return "none yet"
+        return format_html(
+            "<table><tr><th>slot (UTC)</th><th>late</th><th>outcome</th><th>execution</th><th>reason</th></tr>{}</table>",
+            format_html_join("", "<tr><td>{}</td><td>{}s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                             ((f.slot.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                               f"{f.lateness.total_seconds():.2f}", f.outcome,
+                               f"#{f.execution_id}" if f.execution_id else "-", f.reason) for f in fires)),
+        )
+
+    def save_model(self, request, obj: Schedule, form, change: bool) -> None:
+        services.reschedule(obj)
 
     @admin.action(description="Pause selected schedules", permissions=["change"])
     def pause(self, request, queryset):
-        self.message_user(request, f"Paused {queryset.update(active=False)} schedules.")
+        for schedule in queryset:
+            services.pause(schedule, by=request.user.get_username())
+        self.message_user(request, f"Paused {queryset.count()} schedules.")
 
     @admin.action(description="Resume selected schedules", permissions=["change"])
     def resume(self, request, queryset):
-        self.message_user(request, f"Resumed {queryset.update(active=True)} schedules.")
+        resumed = [services.resume(schedule, by=request.user.get_username()) for schedule in queryset]
+        self.message_user(request, f"Resumed {sum(s.active for s in resumed)} of {len(resumed)} schedules.")

@@ -1,13 +1,18 @@
-"""Schedules of jobs (and, later, flows): SPEC §4."""
+"""Schedules of jobs (and, with the flow work, flows): SPEC §4. The maths lives in timing.py;
+the rules that belong to one schedule live here; firing is services.py."""
 
 from __future__ import annotations
 
 import zoneinfo
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+
+from apps.scheduling import timing
 
 
 def default_timezone() -> str:
@@ -52,6 +57,8 @@ class Schedule(models.Model):
     next_fire_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_fired_at = models.DateTimeField(null=True, blank=True, editable=False)
     fire_count = models.PositiveIntegerField(default=0, editable=False)
+    inactive_reason = models.CharField(max_length=200, blank=True, editable=False,
+                                       help_text="Why the schedule is inactive: paused, or finished.")
 
     class Meta:
         indexes = [models.Index(fields=["active", "next_fire_at"], name="schedule_due")]
@@ -63,6 +70,111 @@ class Schedule(models.Model):
         ]
 
     def __str__(self) -> str:
-        target = self.job or self.flow
-        spec = self.cron if self.kind == Kind.CRON else (f"every {self.interval_seconds}s" if self.kind == Kind.INTERVAL else "once")
-        return f"{target} ({spec})"
+        return f"{self.target_name} ({self.describe()})"
+
+    @property
+    def target_name(self) -> str:
+        if self.job_id:
+            return self.job.name
+        return str(self.flow) if self.flow_id else "?"
+
+    def describe(self) -> str:
+        if self.kind == Kind.CRON:
+            return f"cron {self.cron} {self.timezone}"
+        if self.kind == Kind.INTERVAL:
+            return f"every {self.interval_seconds}s"
+        return f"once at {self.start_at:%Y-%m-%d %H:%M:%S %Z}" if self.start_at else "once"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.flow_id and not self.job_id:
+            errors["flow"] = "Flow schedules are not available yet: schedule a job."
+        if not self.job_id and not self.flow_id:
+            errors["job"] = "A schedule needs a job."
+        if self.kind == Kind.CRON:
+            try:
+                timing.validate_cron(self.cron, self.timezone if self._zone_ok() else "UTC")
+            except ValidationError as exc:
+                errors["cron"] = " ".join(exc.messages)
+        elif self.kind == Kind.INTERVAL and not self.interval_seconds:
+            errors["interval_seconds"] = "An interval schedule needs interval_seconds of at least 1."
+        elif self.kind == Kind.ONCE and not self.start_at:
+            errors["start_at"] = "A one-time schedule fires at start_at: give it."
+        elif self.kind == Kind.ONCE and self.active and self.start_at <= timezone.now() and self.fire_count == 0:
+            errors["start_at"] = f"{self.start_at:%Y-%m-%d %H:%M:%S %Z} is in the past: this one-time schedule would never fire."
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            errors["end_at"] = "end_at must be after start_at."
+        if errors:
+            raise ValidationError(errors)
+
+    def _zone_ok(self) -> bool:
+        try:
+            validate_timezone(self.timezone)
+        except ValidationError:
+            return False
+        return True
+
+    def timing(self) -> timing.Timing:
+        if self.kind == Kind.CRON:
+            return timing.CronTiming(self.cron, self.timezone, self.start_at, self.end_at)
+        if self.kind == Kind.INTERVAL:
+            return timing.IntervalTiming(self.start_at or timezone.now(), self.interval_seconds, self.end_at)
+        return timing.OnceTiming(self.start_at)
+
+    def upcoming(self, count: int = 5, after: datetime | None = None) -> list[datetime]:
+        """The next `count` fire times (UTC); none while inactive."""
+        if not self.active:
+            return []
+        start = after or (self.next_fire_at - timedelta(microseconds=1) if self.next_fire_at else timezone.now())
+        return timing.upcoming(self.timing(), start, count)
+
+    def schedule_from(self, moment: datetime) -> None:
+        """(Re)compute next_fire_at as the first slot after `moment`; finish when none is left."""
+        if self.kind == Kind.INTERVAL and self.start_at is None:
+            # Anchor the interval now (its first fire), so that later slots do not drift.
+            self.start_at = moment
+            self.next_fire_at = moment if self.active else None
+            return
+        self.next_fire_at = self.timing().next_after(moment) if self.active else None
+        if self.active and self.next_fire_at is None:
+            self.finish("no fire time left (end_at passed, or the one-time slot is gone)")
+
+    def finish(self, reason: str) -> None:
+        self.active = False
+        self.next_fire_at = None
+        self.inactive_reason = reason[:200]
+
+    def save(self, *args, **kwargs) -> None:
+        # A new or edited active schedule starts from now: catch-up is for downtime only.
+        if self.active and self.next_fire_at is None and "update_fields" not in kwargs:
+            self.schedule_from(timezone.now())
+        super().save(*args, **kwargs)
+
+
+class Outcome(models.TextChoices):
+    FIRED = "fired"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+
+
+class FiredSlot(models.Model):
+    """The ledger: each (schedule, slot) at most once, whatever number of dispatchers run."""
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="fired_slots")
+    slot = models.DateTimeField(help_text="The due instant (UTC).")
+    fired_at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    execution = models.ForeignKey("engine.Execution", on_delete=models.SET_NULL, null=True, blank=True,
+                                  related_name="fired_slots")
+    reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-slot"]
+        constraints = [models.UniqueConstraint(fields=["schedule", "slot"], name="one_fire_per_slot")]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} @ {self.slot:%Y-%m-%d %H:%M:%S} {self.outcome}"
+
+    @property
+    def lateness(self) -> timedelta:
+        return self.fired_at - self.slot

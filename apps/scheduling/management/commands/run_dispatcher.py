@@ -18,6 +18,7 @@ from apps.agents import services as agents
 from apps.agents.models import AgentKind
 from apps.engine import rest
 from apps.engine import services as engine
+from apps.scheduling import services as scheduling
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +51,29 @@ class Command(BaseCommand):
                     last_beat = started
                 if once:
                     break
-                self._sleep(tick - (time.monotonic() - started))
+                self._sleep(self._nap(tick - (time.monotonic() - started)))
         finally:
             agents.sign_off(agent)
             self.stdout.write(f"Dispatcher {agent.name} stopped.")
 
     def tick(self) -> None:
         """One pass of every step; each claims its own rows."""
+        scheduling.fire_due()
         agents.mark_lost_agents()
         engine.recover_lost()
         engine.hand_out_due()
         rest.claim_due_polls()
+
+    @staticmethod
+    def _nap(until_tick: float) -> float:
+        """Sleep to the next tick, or less when a schedule is due sooner (one-second precision)."""
+        try:
+            due_in = scheduling.seconds_until_next_fire()
+        except Exception:
+            log.exception("reading the next fire time failed")
+            due_in = None
+        # A floor, so that a slot another dispatcher holds (or a failing one) is no busy loop.
+        return until_tick if due_in is None else max(min(until_tick, due_in), 0.02)
 
     def _sleep(self, seconds: float) -> None:
         # Short naps so that a SIGTERM is answered promptly.
