@@ -1,0 +1,23 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from apps.api import backgroundtasks, views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("apps", views.ApplicationViewSet, basename="application")
+router.register("job-types", views.JobTypeViewSet, basename="jobtype")
+router.register("jobs", views.JobViewSet, basename="job")
+router.register("schedules", views.ScheduleViewSet, basename="schedule")
+router.register("executions", views.ExecutionViewSet, basename="execution")
+router.register("agents", views.AgentViewSet, basename="agent")
+
+urlpatterns = [
+    path("v1/backgroundtasks", backgroundtasks.BackgroundTaskList.as_view(), name="backgroundtasks"),
+    path("v1/backgroundtasks/trigger/<str:task_name>", backgroundtasks.TriggerBackgroundTask.as_view(),
+         name="backgroundtasks-trigger"),
+    path("v1/health", views.HealthView.as_view(), name="health"),
+    path("v1/", include(router.urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]

@@ -1,0 +1,288 @@
+"""The control API of SPEC §5.2: thin views over the catalog, engine, scheduling and agents services."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
+from rest_framework import mixins, pagination, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.agents import services as agents
+from apps.agents.models import Agent, AgentKind, AgentStatus
+from apps.api import serializers as s
+from apps.api.permissions import BatchRole
+from apps.catalog import services as catalog
+from apps.catalog.models import Application, JobDefinition, JobType
+from apps.console.health import health_report
+from apps.engine import services as engine
+from apps.engine.models import Execution, Status, Trigger
+from apps.scheduling import services as scheduling
+from apps.scheduling.models import Schedule
+
+
+class Pages(pagination.PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class BatchViewSet(viewsets.GenericViewSet):
+    permission_classes = [BatchRole]
+    pagination_class = Pages
+
+    def username(self) -> str:
+        return self.request.user.get_username()
+
+
+def one_of(value: str | None, choices, name: str) -> str | None:
+    if value in (None, ""):
+        return None
+    if value not in choices:
+        raise ValidationError({name: f"{value!r} is not one of {', '.join(choices)}."})
+    return value
+
+
+def moment(value: str | None, name: str):
+    if value in (None, ""):
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise ValidationError({name: f"{value!r} is not an ISO 8601 date-time such as 2026-11-22T06:00:00Z."})
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+
+
+class ApplicationViewSet(BatchViewSet, viewsets.ModelViewSet):
+    queryset = Application.objects.all()
+    serializer_class = s.ApplicationSerializer
+    lookup_field = "name"
+    lookup_value_regex = r"[A-Za-z0-9_-]+"
+
+    @extend_schema(responses=inline_serializer("ApplicationStats", {
+        "agents": serializers.IntegerField(), "jobs": serializers.IntegerField(), "running": serializers.IntegerField()}))
+    @action(detail=True, methods=["get"])
+    def stats(self, request, name=None):
+        app = self.get_object()
+        return Response({
+            # Every live cluster serves every application.
+            "agents": Agent.objects.filter(kind=AgentKind.CLUSTER).exclude(status=AgentStatus.OFFLINE).count(),
+            "jobs": app.jobs.count(),
+            "running": app.executions.filter(status=Status.RUNNING).count(),
+        })
+
+    @extend_schema(request=s.ConfigureSerializer, responses=s.ConfigureSerializer)
+    @action(detail=True, methods=["post"])
+    def configure(self, request, name=None):
+        app = self.get_object()
+        body = s.ConfigureSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        catalog.configure_environment(app, body.validated_data["job_types"])
+        configured = {env.job_type.name: {"url": env.url, "scope": env.scope}
+                      for env in app.job_type_environments.select_related("job_type")}
+        return Response({"job_types": configured})
+
+
+class JobTypeViewSet(BatchViewSet, viewsets.ModelViewSet):
+    queryset = JobType.objects.all()
+    serializer_class = s.JobTypeSerializer
+    lookup_field = "name"
+    lookup_value_regex = r"[A-Za-z0-9_-]+"
+
+    @extend_schema(request=None, responses=inline_serializer("SystemCheck", {
+        "up": serializers.BooleanField(), "status_code": serializers.IntegerField(allow_null=True),
+        "checked_at": serializers.DateTimeField(), "error": serializers.CharField()}))
+    @action(detail=True, methods=["post"])
+    def check(self, request, name=None):
+        result = catalog.run_system_check(self.get_object())
+        return Response({"up": result.up, "status_code": result.status_code, "checked_at": result.checked_at,
+                         "error": result.error})
+
+
+JOB_FILTERS = [
+    OpenApiParameter("application", OpenApiTypes.STR), OpenApiParameter("job_type", OpenApiTypes.STR),
+    OpenApiParameter("q", OpenApiTypes.STR, description="Text in the name or description."),
+]
+
+
+class JobViewSet(BatchViewSet, viewsets.ModelViewSet):
+    serializer_class = s.JobSerializer
+    lookup_field = "name"
+    lookup_value_regex = r"[A-Za-z0-9_.-]+"
+
+    def get_queryset(self):
+        next_fire = (Schedule.objects.filter(job=OuterRef("pk"), active=True).order_by().values("job")
+                     .annotate(first=Min("next_fire_at")).values("first"))
+        jobs = (JobDefinition.objects.select_related("application", "process__flow")
+                .annotate(next_fire_at=Subquery(next_fire)).order_by("name"))
+        params = self.request.query_params
+        if params.get("application"):
+            jobs = jobs.filter(application__name=params["application"])
+        if params.get("job_type"):
+            jobs = jobs.filter(job_type=params["job_type"])
+        if params.get("q"):
+            jobs = jobs.filter(Q(name__icontains=params["q"]) | Q(description__icontains=params["q"]))
+        return jobs
+
+    def get_serializer_class(self):
+        return s.JobDetailSerializer if self.action == "retrieve" else s.JobSerializer
+
+    @extend_schema(parameters=JOB_FILTERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(methods=["GET"], responses=s.ScheduleSerializer(many=True))
+    @extend_schema(methods=["POST"], request=s.ScheduleSerializer, responses={201: s.ScheduleSerializer})
+    @action(detail=True, methods=["get", "post"], serializer_class=s.ScheduleSerializer)
+    def schedules(self, request, name=None):
+        job = self.get_object()
+        if request.method == "GET":
+            return self._page(job.schedules.select_related("job").order_by("id"), s.ScheduleSerializer)
+        body = s.ScheduleSerializer(data={**request.data, "job": job.name} if isinstance(request.data, dict) else request.data)
+        body.is_valid(raise_exception=True)
+        schedule = scheduling.reschedule(Schedule(**body.validated_data))
+        return Response(s.ScheduleSerializer(schedule).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(methods=["GET"], responses=s.ExecutionSerializer(many=True))
+    @extend_schema(methods=["POST"], request=s.TriggerSerializer, responses={201: s.ExecutionSerializer})
+    @action(detail=True, methods=["get", "post"], serializer_class=s.ExecutionSerializer)
+    def executions(self, request, name=None):
+        job = self.get_object()
+        if request.method == "GET":
+            return self._page(job.executions.select_related("job", "application", "agent"), s.ExecutionSerializer)
+        body = s.TriggerSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        execution = engine.trigger(job, parameters=body.validated_data["parameters"], trigger=Trigger.API,
+                                   triggered_by=self.username())
+        return Response(s.ExecutionSerializer(execution).data, status=status.HTTP_201_CREATED)
+
+    def _page(self, queryset, serializer):
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer(page, many=True).data)
+
+
+class ScheduleViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+                      mixins.DestroyModelMixin):
+    queryset = Schedule.objects.select_related("job").order_by("id")
+    serializer_class = s.ScheduleSerializer
+
+    def perform_update(self, serializer):
+        schedule = serializer.instance
+        for field, value in serializer.validated_data.items():
+            setattr(schedule, field, value)
+        scheduling.reschedule(schedule)
+
+    @extend_schema(request=None, responses=s.ScheduleSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return Response(s.ScheduleSerializer(scheduling.pause(self.get_object(), by=self.username())).data)
+
+    @extend_schema(request=None, responses=s.ScheduleSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return Response(s.ScheduleSerializer(scheduling.resume(self.get_object(), by=self.username())).data)
+
+
+EXECUTION_FILTERS = [
+    OpenApiParameter("status", OpenApiTypes.STR, enum=Status.values),
+    OpenApiParameter("job", OpenApiTypes.STR), OpenApiParameter("application", OpenApiTypes.STR),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="Created at or after."),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="Created before."),
+]
+
+
+class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = s.ExecutionSerializer
+
+    def get_queryset(self):
+        executions = Execution.objects.select_related("job", "application", "agent")
+        params = self.request.query_params
+        if one_of(params.get("status"), Status.values, "status"):
+            executions = executions.filter(status=params["status"])
+        if params.get("job"):
+            executions = executions.filter(job__name=params["job"])
+        if params.get("application"):
+            executions = executions.filter(application__name=params["application"])
+        if since := moment(params.get("since"), "since"):
+            executions = executions.filter(created_at__gte=since)
+        if until := moment(params.get("until"), "until"):
+            executions = executions.filter(created_at__lt=until)
+        return executions
+
+    @extend_schema(parameters=EXECUTION_FILTERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses=s.ExecutionSerializer)
+    @action(detail=True, methods=["post"])
+    def kill(self, request, pk=None):
+        return Response(s.ExecutionSerializer(engine.kill(self.get_object(), by=self.username())).data)
+
+    @extend_schema(request=None, responses={201: s.ExecutionSerializer})
+    @action(detail=True, methods=["post"])
+    def restart(self, request, pk=None):
+        execution = engine.restart(self.get_object(), by=self.username())
+        return Response(s.ExecutionSerializer(execution).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("offset", OpenApiTypes.INT, description="Byte offset to read from.")],
+        responses=inline_serializer("ExecutionLog", {
+            "offset": serializers.IntegerField(), "next_offset": serializers.IntegerField(),
+            "data": serializers.CharField(), "status": serializers.CharField(),
+            "complete": serializers.BooleanField(help_text="The execution has ended: nothing more will come.")}),
+    )
+    @action(detail=True, methods=["get"])
+    def log(self, request, pk=None):
+        """The stored log from byte `offset` on, for tailing: call again with `next_offset`."""
+        execution = self.get_object()
+        raw = request.query_params.get("offset", "0")
+        if not raw.isdigit():
+            raise ValidationError({"offset": f"{raw!r} is not a byte offset (a whole number, 0 or more)."})
+        data = execution.log.encode()
+        offset = min(int(raw), len(data))
+        return Response({"offset": offset, "next_offset": len(data),
+                         "data": data[offset:].decode("utf-8", errors="replace"),
+                         "status": execution.status, "complete": not execution.is_active})
+
+
+class AgentViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = s.AgentSerializer
+    lookup_field = "instance_id"
+    lookup_value_regex = r"[0-9a-fA-F-]{36}"
+
+    def get_queryset(self):
+        return Agent.objects.annotate(
+            running_count=Count("executions", filter=Q(executions__status=Status.RUNNING))
+        ).order_by("-last_heartbeat", "id")
+
+    @extend_schema(request=None, responses=s.AgentSerializer)
+    @action(detail=True, methods=["post"])
+    def block(self, request, instance_id=None):
+        return self._set_blocked(True)
+
+    @extend_schema(request=None, responses=s.AgentSerializer)
+    @action(detail=True, methods=["post"])
+    def unblock(self, request, instance_id=None):
+        return self._set_blocked(False)
+
+    def _set_blocked(self, blocked: bool) -> Response:
+        agent = self.get_object()
+        if not agents.set_blocked(agent, blocked):
+            raise ValidationError({"status": f"Agent {agent.name} is {agent.status}: only live agents can be "
+                                             f"{'blocked' if blocked else 'unblocked'}."})
+        return Response(s.AgentSerializer(self.get_queryset().get(pk=agent.pk)).data)
+
+
+class HealthView(APIView):
+    permission_classes = [BatchRole]
+
+    @extend_schema(responses=inline_serializer("Health", {
+        "status": serializers.ChoiceField(["ok", "degraded", "down"]), "database": serializers.DictField(),
+        "broker": serializers.DictField(), "agents": serializers.DictField(),
+        "job_types": serializers.ListField(child=serializers.DictField())}))
+    def get(self, request):
+        return Response(health_report())
+
