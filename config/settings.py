@@ -177,6 +177,8 @@ BATCHDESK = {
     "RUN_LEASE_SECONDS": env.float("BATCHDESK_RUN_LEASE_SECONDS", default=60.0),
     # A LOADED execution not picked up by a worker within this lease is handed out again.
     "DISPATCH_LEASE_SECONDS": env.float("BATCHDESK_DISPATCH_LEASE_SECONDS", default=15.0),
+    # A WAITING execution is woken when what it waits for ends, and rechecked after this anyway.
+    "WAIT_RECHECK_SECONDS": env.float("BATCHDESK_WAIT_RECHECK_SECONDS", default=5.0),
     # How often a running EXEC/PYTHON job checks for a kill request and flushes its log.
     "RUNNER_CHECK_SECONDS": env.float("BATCHDESK_RUNNER_CHECK_SECONDS", default=0.5),
     # Grace between SIGTERM and SIGKILL when a process group is killed.

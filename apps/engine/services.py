@@ -142,7 +142,10 @@ def claim(execution_id: int, agent_id: int | None) -> Execution | None:
                     return None
                 execution.refresh_from_db()
                 return execution
-        recheck = execution.not_before if execution.not_before and execution.not_before > now else now + timedelta(seconds=1)
+        # The holder of a lock or throttle slot wakes its waiters when it ends (_wake_waiting);
+        # the recheck is only the safety net, so it need not hammer the queue.
+        recheck = (execution.not_before if execution.not_before and execution.not_before > now
+                   else now + timedelta(seconds=_setting("WAIT_RECHECK_SECONDS")))
         Execution.objects.filter(pk=execution_id).move(Status.WAITING, waiting_reason=reason[:300], next_check_at=recheck)
         return None
 
