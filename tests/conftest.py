@@ -168,3 +168,14 @@ def engine_up(processes):
     wait_for(lambda: Agent.objects.filter(status=AgentStatus.READY).count() >= 2, timeout=30,
              message="dispatcher and cluster agents")
     return processes
+
+
+@pytest.fixture
+def handed_out(monkeypatch) -> list[int]:
+    """The execution ids the engine hands to the queue, recorded instead of queued: a test then
+    runs them itself with `apps.engine.tasks.start_execution`."""
+    from apps.engine import services
+
+    ids: list[int] = []
+    monkeypatch.setattr(services, "hand_out", lambda execution_ids: ids.extend(execution_ids))
+    return ids

@@ -12,7 +12,6 @@ from django.utils import timezone
 from apps.agents.models import Agent, AgentKind, AgentStatus
 from apps.catalog.models import Flow, JobType, Process
 from apps.catalog.roles import ADMINISTRATOR, BATCH_APPS, VIEWER, is_administrator, is_viewer
-from apps.engine import services
 from apps.engine.models import Execution, Status, Trigger
 from apps.scheduling.models import Schedule
 
@@ -32,13 +31,6 @@ def fast_passwords(settings):
 def viewer_client(client, viewer):
     client.force_login(viewer)
     return client
-
-
-@pytest.fixture
-def handed_out(monkeypatch) -> list[int]:
-    ids: list[int] = []
-    monkeypatch.setattr(services, "hand_out", lambda execution_ids: ids.extend(execution_ids))
-    return ids
 
 
 def messages_of(response) -> list[str]:
@@ -342,3 +334,20 @@ def test_it_tells_the_roles_apart(administrator, viewer):
     assert (is_administrator(viewer), is_viewer(viewer)) == (False, True)
     assert (is_administrator(outsider), is_viewer(outsider)) == (False, False)
     assert is_administrator(root)
+
+
+def test_it_refuses_a_nul_character_in_parameters_instead_of_failing(admin_client_logged, make_job):
+    job = make_job("extract")
+    response = admin_client_logged.post(trigger_url(job), {"parameters": "day=Tue\x00"})
+    assert response.status_code == 200
+    assert "INVALID_PARAMETERS" in response.content.decode()
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.parametrize("url", [EXECUTIONS, reverse("admin:agents_agent_changelist"), JOBS])
+def test_it_searches_with_any_text(admin_client_logged, make_job, url):
+    execution = execution_of(make_job("extract"), status=Status.ERROR, error="disk full")
+    for term in ["extract", "not-a-uuid", str(execution.agent_execution_id), "%_'\"", "disk"]:
+        assert admin_client_logged.get(url, {"q": term}).status_code == 200, term
+    found = admin_client_logged.get(EXECUTIONS, {"q": str(execution.agent_execution_id)})
+    assert found.context["cl"].result_count == 1

@@ -112,8 +112,7 @@ def test_it_refuses_a_days_value_that_would_purge_everything(make_job, task, day
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_runs_a_purge_as_a_python_job(make_job, monkeypatch):
-    monkeypatch.setattr(services, "hand_out", lambda execution_ids: None)
+def test_it_runs_a_purge_as_a_python_job(make_job, handed_out):
     job = make_job("purge_executions", job_type="PYTHON", command="purge_executions", parameters="days=30")
     old = execution(job, Status.COMPLETED, 45)
     run = services.trigger(job)

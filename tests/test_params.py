@@ -54,6 +54,13 @@ def test_it_treats_keys_that_differ_in_blanks_as_duplicates():
         params.parse("day=Mon|| day =Tue")
 
 
+@pytest.mark.parametrize("text", ["day=Tue\x00", "da\x00y=Tue"])
+def test_it_rejects_a_nul_character_naming_the_pair(text):
+    with pytest.raises(ValidationError, match="contains a NUL character") as raised:
+        params.parse(text)
+    assert repr(text) in raised.value.messages[0]
+
+
 def test_it_validates_through_the_model_field_validator():
     params.validate("a=1||b=2")
     with pytest.raises(ValidationError, match="'b'"):

@@ -31,13 +31,10 @@ from tests.conftest import group_alive, wait_for
 transactional = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def handed_out(settings, monkeypatch) -> list[int]:
-    """Execution ids the engine handed to the queue (nothing is queued); runners check often."""
+@pytest.fixture(autouse=True)
+def prompt_runners(settings) -> None:
+    """Runners look for kill requests and timeouts every 0.1 s instead of 0.5 s."""
     settings.BATCHDESK = {**settings.BATCHDESK, "RUNNER_CHECK_SECONDS": 0.1}
-    ids: list[int] = []
-    monkeypatch.setattr(services, "hand_out", lambda execution_ids: ids.extend(execution_ids))
-    return ids
 
 
 @pytest.fixture
@@ -289,7 +286,8 @@ def test_it_interrupts_a_sleeping_python_task_on_kill(make_job, handed_out, back
     done = ended(execution, timeout=5)
     assert (done.status, done.error) == (Status.ERROR, "killed by ada")
     worker["thread"].join(5)
-    assert not any(thread.name == f"batch-{execution.pk}" for thread in threading.enumerate())
+    wait_for(lambda: not any(thread.name == f"batch-{execution.pk}" for thread in threading.enumerate()),
+             timeout=2, message="the task's thread to end")
 
 
 @transactional
@@ -369,7 +367,8 @@ def test_it_holds_back_a_second_execution_of_a_busy_lock_group(make_job, handed_
     assert "closing b" in done.log
 
 
-def test_it_holds_back_executions_beyond_the_application_s_throttle_limit(make_job, handed_out, app):
+def test_it_holds_back_executions_beyond_the_application_s_throttle_limit(make_job, handed_out, app,
+                                                                          django_capture_on_commit_callbacks):
     app.throttle_limit = 1
     app.save(update_fields=["throttle_limit"])
     first = services.trigger(make_job("one"))
@@ -380,7 +379,17 @@ def test_it_holds_back_executions_beyond_the_application_s_throttle_limit(make_j
     assert second.status == Status.WAITING
     assert second.waiting_reason == "application RMS is at its throttle limit of 1"
 
-    other = Application.objects.create(name="FINANCE")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.finish(first, Status.COMPLETED)
+    assert second.pk in handed_out
+    assert services.claim(second.pk, None).status == Status.RUNNING
+
+
+def test_it_does_not_throttle_other_applications(make_job, handed_out, app):
+    app.throttle_limit = 1
+    app.save(update_fields=["throttle_limit"])
+    assert services.claim(services.trigger(make_job("one")).pk, None) is not None
+    other = Application.objects.create(name="FINANCE", throttle_limit=1)
     assert services.claim(services.trigger(make_job("three", application=other)).pk, None) is not None
 
 
@@ -480,6 +489,19 @@ def test_it_restarts_a_failed_execution_as_a_new_one(make_job, handed_out):
     assert (restarted.parameters, restarted.triggered_by, restarted.attempt) == ("day=Tue", "bob", 1)
 
 
+@pytest.mark.parametrize("status", [Status.COMPLETED, Status.ERROR, Status.SKIPPED])
+def test_it_refuses_to_kill_an_execution_that_has_ended(make_job, handed_out, status):
+    execution = services.trigger(make_job())
+    Execution.objects.filter(pk=execution.pk).update(status=status, error="as it was")
+    execution.refresh_from_db()
+    with pytest.raises(EngineError) as raised:
+        services.kill(execution, by="ada")
+    assert raised.value.code == "NOT_ACTIVE"
+    assert raised.value.message == f"Execution {execution.pk} is {status}; only active executions can be killed."
+    execution.refresh_from_db()
+    assert (execution.status, execution.error, execution.kill_requested_by) == (status, "as it was", "")
+
+
 @pytest.mark.parametrize("status", [Status.COMPLETED, Status.SKIPPED, Status.LOADED, Status.WAITING,
                                     Status.RUNNING, Status.HELD])
 def test_it_restarts_only_executions_in_error(make_job, handed_out, status):
@@ -512,3 +534,11 @@ def test_it_re_hands_pending_executions_whose_lease_expired(make_job, handed_out
         execution.refresh_from_db()
         assert execution.next_check_at > timezone.now() + timedelta(seconds=lease - 5)
     assert services.hand_out_due() == 0  # their new lease holds until it runs out again
+
+
+@transactional
+def test_it_stores_output_with_nul_and_invalid_utf8_bytes(make_job, handed_out):
+    done = run(services.trigger(make_job(command=r"printf 'before\000after \377\376 end\n'")))
+    assert done.status == Status.COMPLETED
+    assert done.log.startswith("before") and done.log.endswith("after \ufffd\ufffd end\n")
+    assert "\x00" not in done.log  # PostgreSQL text cannot hold NUL

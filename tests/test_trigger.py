@@ -15,14 +15,6 @@ from apps.engine.models import Execution, Status, Trigger
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def handed_out(monkeypatch) -> list[int]:
-    """The execution ids the engine handed to the queue, instead of queueing them."""
-    ids: list[int] = []
-    monkeypatch.setattr(services, "hand_out", lambda execution_ids: ids.extend(execution_ids))
-    return ids
-
-
 def refused(code: str, call, *args, **kwargs) -> EngineError:
     with pytest.raises(EngineError) as raised:
         call(*args, **kwargs)

@@ -21,6 +21,9 @@ def parse(text: str | None) -> dict[str, str]:
             raise ValidationError(f"Malformed parameter pair {pair!r}: expected key=value.")
         if key in result:
             raise ValidationError(f"Duplicate parameter key {key!r}.")
+        if "\x00" in pair:
+            # No database text column (PostgreSQL's) nor process environment can hold one.
+            raise ValidationError(f"Parameter pair {pair!r} contains a NUL character.")
         result[key] = value.strip()
     return result
 

@@ -31,7 +31,9 @@ class BoundedLog:
         with self._lock:
             elided = self.total - len(self.head) - len(self.tail)
             middle = f"\n[... {elided} bytes elided ...]\n".encode() if elided else b""
-            return (bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", errors="replace")
+            text = (bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", errors="replace")
+        # A job may print NUL bytes; PostgreSQL text columns refuse them (and the run would be stuck).
+        return text.replace("\x00", "\ufffd")
 
 
 class LogStream:
