@@ -30,6 +30,8 @@ class Agent(models.Model):
     cpu_cores = models.PositiveIntegerField(default=0)
     stats = models.JSONField(default=dict, blank=True, help_text="Memory, swap and CPU load at the last heartbeat.")
     status = models.CharField(max_length=8, choices=AgentStatus.choices, default=AgentStatus.READY)
+    # The operator's block, kept while the agent is offline so that it is blocked when it comes back.
+    blocked = models.BooleanField(default=False)
     started_at = models.DateTimeField(auto_now_add=True)
     last_heartbeat = models.DateTimeField()
 

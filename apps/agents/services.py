@@ -61,7 +61,9 @@ def heartbeat(agent: Agent) -> None:
     """Beat; an agent that was taken for lost but still lives comes back as ready."""
     now = timezone.now()
     Agent.objects.filter(pk=agent.pk).update(last_heartbeat=now, stats=_stats())
-    Agent.objects.filter(pk=agent.pk, status=AgentStatus.OFFLINE).update(status=AgentStatus.READY)
+    back = Agent.objects.filter(pk=agent.pk, status=AgentStatus.OFFLINE)
+    back.filter(blocked=True).update(status=AgentStatus.BLOCKED)
+    back.update(status=AgentStatus.READY)
 
 
 def sign_off(agent: Agent) -> None:
@@ -70,8 +72,9 @@ def sign_off(agent: Agent) -> None:
 
 def set_blocked(agent: Agent, blocked: bool) -> bool:
     """Block (no new executions start on it) or unblock an agent; False if it is offline."""
-    source, target = (AgentStatus.READY, AgentStatus.BLOCKED) if blocked else (AgentStatus.BLOCKED, AgentStatus.READY)
-    return bool(Agent.objects.filter(pk=agent.pk, status__in=[source, target]).update(status=target))
+    target = AgentStatus.BLOCKED if blocked else AgentStatus.READY
+    live = Agent.objects.filter(pk=agent.pk).exclude(status=AgentStatus.OFFLINE)
+    return bool(live.update(status=target, blocked=blocked))
 
 
 def mark_lost_agents() -> int:

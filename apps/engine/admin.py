@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import re
+
 from django.contrib import admin, messages
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -65,7 +67,7 @@ class ExecutionAdmin(admin.ModelAdmin):
             '<pre id="execution-log" data-tail-url="{}" data-offset="{}" data-active="{}" '
             'style="max-height:40em;overflow:auto;white-space:pre-wrap;background:#111;color:#eee;padding:1em">{}</pre>'
             '<p><a href="{}?download=1">Download log</a></p>',
-            tail_url, len(obj.log.encode()), "1" if obj.is_active else "", obj.log or "(no output yet)", tail_url,
+            tail_url, obj.log_since(0)[1], "1" if obj.is_active else "", obj.log or "(no output yet)", tail_url,
         )
 
     def get_urls(self):
@@ -78,19 +80,14 @@ class ExecutionAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             return JsonResponse({"error": "FORBIDDEN"}, status=403)
         execution = get_object_or_404(Execution, pk=pk)
-        data = execution.log.encode()
         if request.GET.get("download"):
-            from django.http import HttpResponse
-
-            response = HttpResponse(data, content_type="text/plain; charset=utf-8")
+            response = HttpResponse(execution.log.encode(), content_type="text/plain; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="execution-{pk}.log"'
             return response
-        try:
-            offset = max(int(request.GET.get("offset", 0)), 0)
-        except ValueError:
-            offset = 0
-        return JsonResponse({"status": execution.status, "offset": len(data),
-                             "text": data[offset:].decode("utf-8", errors="replace"), "active": execution.is_active})
+        raw = request.GET.get("offset", "0")
+        text, next_offset = execution.log_since(int(raw) if re.fullmatch(r"[0-9]{1,18}", raw) else 0)
+        return JsonResponse({"status": execution.status, "offset": next_offset, "text": text,
+                             "active": execution.is_active})
 
     @admin.action(description="Kill selected executions", permissions=["kill"])
     def kill(self, request, queryset):

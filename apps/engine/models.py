@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -20,6 +21,9 @@ class Status(models.TextChoices):
     SKIPPED = "SKIPPED"
     HELD = "HELD"
 
+
+# The marker BoundedLog puts where it elided the middle of a long log.
+ELISION = re.compile(rb"\n\[\.\.\. (\d+) bytes elided \.\.\.\]\n")
 
 ACTIVE = [Status.LOADED, Status.WAITING, Status.RUNNING, Status.HELD]
 TERMINAL = [Status.COMPLETED, Status.ERROR, Status.SKIPPED]
@@ -132,6 +136,27 @@ class Execution(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE
+
+    def log_since(self, offset: int) -> tuple[str, int]:
+        """The log from byte `offset` of the job's whole output on, and the offset to ask for next.
+
+        Offsets count every byte the job produced, so they keep growing once the middle of a
+        long log is elided; a reader whose offset fell into the elided part gets the marker
+        and the kept tail."""
+        data = self.log.encode()
+        elision = ELISION.search(data)
+        if elision is None:
+            return data[offset:].decode("utf-8", errors="replace"), len(data)
+        head, tail = elision.start(), data[elision.end():]
+        total = head + int(elision.group(1)) + len(tail)
+        tail_start = total - len(tail)
+        if offset < head:
+            text = data[offset:]
+        elif offset < tail_start:
+            text = elision.group(0) + tail
+        else:
+            text = tail[offset - tail_start:]
+        return text.decode("utf-8", errors="replace"), total
 
     @property
     def runtime(self) -> timedelta | None:

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from apps.agents.models import Agent, AgentStatus
@@ -102,10 +103,24 @@ def _create(job: JobDefinition, **fields) -> Execution:
         raise EngineError("JOB_ALREADY_RUNNING", ALREADY_RUNNING_MESSAGE) from None
 
 
+_broker: tuple[int, object] | None = None
+
+
+def queue_broker():
+    """One broker per process: django-q2 otherwise builds one (a new Redis connection) per task.
+
+    Keyed by pid, since workers are forked and must not share their parent's connection."""
+    global _broker
+    if _broker is None or _broker[0] != os.getpid():
+        _broker = (os.getpid(), get_broker())
+    return _broker[1]
+
+
 def hand_out(execution_ids: list[int]) -> None:
     """Queue one short start task per execution; a lost task only lets the lease expire."""
+    broker = queue_broker()
     for execution_id in execution_ids:
-        async_task("apps.engine.tasks.start_execution", execution_id, task_name=f"start-{execution_id}")
+        async_task("apps.engine.tasks.start_execution", execution_id, task_name=f"start-{execution_id}", broker=broker)
 
 
 def claim(execution_id: int, agent_id: int | None) -> Execution | None:
@@ -239,12 +254,9 @@ def _wake_waiting(ended: Execution) -> None:
 
 def kill(execution: Execution, *, by: str) -> Execution:
     """Kill an execution. Pending ones end at once; a running one is stopped by its runner within seconds."""
-    reason = f"killed by {by}"
     if execution.status in PENDING or execution.status == Status.HELD:
-        if Execution.objects.filter(pk=execution.pk).move(
-            Status.ERROR, error=reason, finished_at=timezone.now(), next_check_at=None, kill_requested_by=by
-        ):
-            execution.refresh_from_db()
+        Execution.objects.filter(pk=execution.pk).update(kill_requested_by=by)
+        if finish(execution, Status.ERROR, error=f"killed by {by}", retry=False):
             return execution
         execution.refresh_from_db()
     if execution.status != Status.RUNNING:

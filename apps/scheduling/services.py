@@ -28,14 +28,27 @@ def _setting(name: str):
 
 
 def fire_due(now: datetime | None = None, limit: int = 200) -> int:
-    """Fire every schedule due by `now`; returns how many slots were fired or skipped."""
+    """Fire every schedule due by `now`; returns how many slots were fired or skipped.
+
+    One transaction for the tick (one commit, and the start tasks queued together after it);
+    each schedule in a savepoint, so that one that fails to fire does not hold back the others.
+    """
     now = now or timezone.now()
-    due = list(
-        Schedule.objects.filter(active=True, next_fire_at__lte=now)
-        .order_by("next_fire_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    return sum(fire(pk, now) for pk in due)
+    fired = 0
+    with transaction.atomic():
+        due = list(
+            Schedule.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("job__application")
+            .filter(active=True, next_fire_at__lte=now)
+            .order_by("next_fire_at")[:limit]
+        )
+        for schedule in due:
+            try:
+                with transaction.atomic():
+                    fired += _fire(schedule, now)
+            except Exception:
+                log.exception("schedule %s could not be fired; it stays due", schedule.pk)
+    return fired
 
 
 def seconds_until_next_fire(now: datetime | None = None) -> float | None:
@@ -50,31 +63,22 @@ def seconds_until_next_fire(now: datetime | None = None) -> float | None:
     return None if first is None else max((first - now).total_seconds(), 0.0)
 
 
-def fire(schedule_id: int, now: datetime) -> int:
-    """Fire one schedule's due slots under its misfire policy and move it to its next slot."""
-    with transaction.atomic():
-        schedule = (
-            Schedule.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("job__application")
-            .filter(pk=schedule_id, active=True, next_fire_at__lte=now)
-            .first()
-        )
-        if schedule is None:
-            return 0  # another dispatcher has it, or it was paused meanwhile
-        on_time, missed, more_missed = _due_slots(schedule, now)
-        to_fire = list(on_time)
-        if missed:
-            to_fire = _apply_misfire(schedule, missed, more_missed) + to_fire
-        fired = sum(_fire_slot(schedule, slot, now) for slot in to_fire)
-        schedule.fire_count += fired
-        if fired:
-            schedule.last_fired_at = now
-        schedule.schedule_from(now)
-        if schedule.active and schedule.repeats and schedule.fire_count >= schedule.repeats:
-            schedule.finish(f"used up its {schedule.repeats} repeats")
-        schedule.save(update_fields=["fire_count", "last_fired_at", "next_fire_at", "active", "inactive_reason",
-                                     "start_at"])
-        return fired
+def _fire(schedule: Schedule, now: datetime) -> int:
+    """Fire one locked schedule's due slots under its misfire policy and move it to its next slot."""
+    on_time, missed, more_missed = _due_slots(schedule, now)
+    to_fire = list(on_time)
+    if missed:
+        to_fire = _apply_misfire(schedule, missed, more_missed) + to_fire
+    fired = sum(_fire_slot(schedule, slot) for slot in to_fire)
+    schedule.fire_count += fired
+    if fired:
+        schedule.last_fired_at = now
+    schedule.schedule_from(now)
+    if schedule.active and schedule.repeats and schedule.fire_count >= schedule.repeats:
+        schedule.finish(f"used up its {schedule.repeats} repeats")
+    schedule.save(update_fields=["fire_count", "last_fired_at", "next_fire_at", "active", "inactive_reason",
+                                 "start_at"])
+    return fired
 
 
 def _due_slots(schedule: Schedule, now: datetime) -> tuple[list[datetime], list[datetime], bool]:
@@ -113,11 +117,12 @@ def _apply_misfire(schedule: Schedule, missed: list[datetime], more_missed: bool
     return chosen
 
 
-def _fire_slot(schedule: Schedule, slot: datetime, now: datetime) -> int:
+def _fire_slot(schedule: Schedule, slot: datetime) -> int:
     """Trigger the target for one slot and record it; 1 if the slot was taken by this call."""
     try:
         with transaction.atomic():
-            ledger = FiredSlot.objects.create(schedule=schedule, slot=slot, fired_at=now, outcome=Outcome.FIRED)
+            ledger = FiredSlot.objects.create(schedule=schedule, slot=slot, fired_at=timezone.now(),
+                                              outcome=Outcome.FIRED)
     except IntegrityError:
         return 0  # this slot was fired already
     try:

@@ -13,6 +13,7 @@ that the daylight-saving rules are ours (see `next_fire`), not croniter's.
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import re
 import zoneinfo
@@ -126,6 +127,7 @@ class CronSpec:
             return None
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_cron(expression: str) -> CronSpec:
     """Parse a 5-, 6- or 7-field cron expression or an @alias; raise ValidationError if invalid.
 

@@ -46,7 +46,13 @@ class Command(BaseCommand):
                 self.stdout.write(execution.log[printed:], ending="")
                 printed = len(execution.log)
             if execution.status in TERMINAL:
-                break
+                retry = Execution.objects.filter(retry_of=execution).first()
+                if retry is None:
+                    break
+                self.stdout.write(f"Execution {execution.pk} ended {execution.status} ({execution.error}); "
+                                  f"following its retry, execution {retry.pk}.")
+                execution, printed = retry, 0
+                continue
             if deadline and time.monotonic() > deadline:
                 raise CommandError(f"Execution {execution.pk} is still {execution.status} after {timeout:g}s.")
             time.sleep(0.5)
