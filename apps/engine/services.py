@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+from contextlib import nullcontext
 from datetime import timedelta
 
 import psutil
@@ -140,22 +141,19 @@ def claim(execution_id: int, agent_id: int | None) -> Execution | None:
         agent = Agent.objects.filter(pk=agent_id).first() if agent_id else None
         reason = _hold_back_reason(execution, agent, now)
         if not reason:
+            running = {"started_at": now, "agent": agent, "host": socket.gethostname(), "waiting_reason": "",
+                       "next_check_at": now + timedelta(seconds=_setting("RUN_LEASE_SECONDS"))}
             try:
-                with transaction.atomic():
-                    won = Execution.objects.filter(pk=execution_id, status__in=PENDING).move(
-                        Status.RUNNING,
-                        started_at=now,
-                        agent=agent,
-                        host=socket.gethostname(),
-                        waiting_reason="",
-                        next_check_at=now + timedelta(seconds=_setting("RUN_LEASE_SECONDS")),
-                    )
+                # Only a lock group's unique index can refuse this; no savepoint is needed without one.
+                with transaction.atomic() if execution.lock_group else nullcontext():
+                    won = Execution.objects.filter(pk=execution_id, status__in=PENDING).move(Status.RUNNING, **running)
             except IntegrityError:
                 reason = f"lock group {execution.lock_group} is busy"
             else:
                 if not won:
                     return None
-                execution.refresh_from_db()
+                for field, value in {"status": Status.RUNNING, **running}.items():
+                    setattr(execution, field, value)
                 return execution
         # The holder of a lock or throttle slot wakes its waiters when it ends (_wake_waiting);
         # the recheck is only the safety net, so it need not hammer the queue.
@@ -206,7 +204,9 @@ def finish(
     with transaction.atomic():
         if not Execution.objects.filter(pk=execution.pk, status__in=ACTIVE).move(status, **fields):
             return False
-        execution.refresh_from_db()
+        # What follows reads only what never changes after creation, and what was just written.
+        for field, value in {"status": status, **fields}.items():
+            setattr(execution, field, value)
         final_failure = status == Status.ERROR
         if final_failure and retry and execution.attempt <= execution.job.max_retries:
             _schedule_retry(execution)
@@ -256,6 +256,7 @@ def kill(execution: Execution, *, by: str) -> Execution:
     """Kill an execution. Pending ones end at once; a running one is stopped by its runner within seconds."""
     if execution.status in PENDING or execution.status == Status.HELD:
         Execution.objects.filter(pk=execution.pk).update(kill_requested_by=by)
+        execution.kill_requested_by = by
         if finish(execution, Status.ERROR, error=f"killed by {by}", retry=False):
             return execution
         execution.refresh_from_db()
