@@ -22,6 +22,7 @@ run: export OAUTH_ALLOW_INSECURE_TRANSPORT ?= true
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py load_demo --port $(PORT)
+	$(BIN)/python manage.py load_schedule fixtures/batch_schedule_example.xlsx
 	@exec $(BIN)/python manage.py run_all --port $(PORT)
 
 ## make test: the suite on SQLite, then again on PostgreSQL + Redis where TEST_DATABASE_URL/TEST_REDIS_URL are set.

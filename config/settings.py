@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "apps.engine",
     "apps.scheduling",
     "apps.console",
+    "apps.spreadsheet",
     "apps.api",
     "apps.extsys",
     "django.contrib.admin",
@@ -75,6 +76,9 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'batchdesk.sqlite3'}")}
+# Workers run many short tasks: reconnecting for each one cost more than the task itself.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the single writer; IMMEDIATE takes the write lock at
     # BEGIN so that two writers queue on the busy timeout instead of failing mid-transaction.
@@ -166,6 +170,11 @@ EXTSYS_CLIENT_ID = env.str("EXTSYS_CLIENT_ID", default="batchdesk-demo")
 EXTSYS_CLIENT_SECRET = env.str("EXTSYS_CLIENT_SECRET", default="demo-secret")
 EXTSYS_TOKEN_TTL = env.int("EXTSYS_TOKEN_TTL", default=3600)
 
+# --- Batch schedule spreadsheet (SPEC §6) ---------------------------------------------
+# Uploads and `load_schedule` refuse larger files, and workbooks with more data rows.
+SPREADSHEET_MAX_BYTES = env.int("SPREADSHEET_MAX_BYTES", default=20 * 1024 * 1024)
+SPREADSHEET_MAX_ROWS = env.int("SPREADSHEET_MAX_ROWS", default=50_000)
+
 # --- Engine ---------------------------------------------------------------------------
 BATCHDESK = {
     # Bytes of log kept per execution: the first and last halves, the middle elided.
@@ -186,8 +195,11 @@ BATCHDESK = {
     # "Long running": runtime above threshold_runtime_seconds, else above average × this.
     "LONG_RUNNING_MULTIPLIER": env.float("BATCHDESK_LONG_RUNNING_MULTIPLIER", default=2.0),
     # Custom job types: a handed-out poll not done within this lease is handed out again;
-    # threads per poll batch; consecutive Status failures that end an execution in ERROR.
+    # executions per poll task (fewer, larger tasks cost less queue overhead); threads per
+    # worker process that make the Status calls; consecutive Status failures that end an
+    # execution in ERROR.
     "POLL_LEASE_SECONDS": env.float("BATCHDESK_POLL_LEASE_SECONDS", default=60.0),
+    "POLL_BATCH_SIZE": env.int("BATCHDESK_POLL_BATCH_SIZE", default=200),
     "POLL_THREADS": env.int("BATCHDESK_POLL_THREADS", default=16),
     "POLL_FAILURE_LIMIT": env.int("BATCHDESK_POLL_FAILURE_LIMIT", default=5),
     # Schedules: a slot older than this when the dispatcher reaches it was missed (downtime)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SpreadsheetConfig(AppConfig):
+    name = "apps.spreadsheet"
+    verbose_name = "Batch schedule spreadsheet"
