@@ -1,0 +1,290 @@
+"""Trigger → RUNNING latency of Batchdesk beside plain django-q2, on the same broker and database.
+
+    .venv/bin/python bench/trigger_latency.py [--backend both|sqlite|postgres] [--n 200] [--spacing-ms 50]
+
+For each backend it makes a scratch database (a fresh SQLite file under var/, or a PostgreSQL
+database it creates and drops), starts `manage.py run_dispatcher` and `manage.py qcluster`
+against it, and after a warm-up measures, one after the other:
+
+- ours: `apps.engine.services.trigger()` of a DUMMY job (concurrency=allow), N times, each
+  execution's started_at - created_at as the database holds them;
+- plain django-q2: `async_task()` of `bench.probe.record_start`, which notes when a worker began
+  it, against the time taken just before `async_task()`.
+
+Both are paced at a fixed rate so that the queue is not saturated: this is latency, not throughput.
+It prints p50/p99 beside the targets and exits 0 whether or not they are met.
+
+The PostgreSQL half uses PostgreSQL + Redis at BENCH_POSTGRES_URL / BENCH_REDIS_URL (or
+--postgres-url / --redis-url), never DATABASE_URL / REDIS_URL: it drops the database it names.
+Q_WORKERS and the other settings reach the processes from the environment as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the script's own directory is bench/, not the project
+
+from bench.harness import (  # noqa: E402
+    VAR,
+    Processes,
+    create_postgres,
+    database_name,
+    drop_postgres,
+    drop_sqlite,
+    percentile,
+    services_unreachable,
+)
+from bench.harness import run_child as run_in_child  # noqa: E402
+
+SQLITE_PATH = VAR / "bench_trigger.sqlite3"
+
+BACKENDS = {"sqlite": "SQLite + ORM broker", "postgres": "PostgreSQL + Redis broker"}
+P50_TARGET_MS = {"sqlite": 150.0, "postgres": 20.0}
+RATIO_TARGET = 1.5
+
+# A Redis database of its own: a `make run` cluster on the same Redis would otherwise share the
+# queue key django_q:batchdesk:q and take (and fail) the bench's tasks.
+DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/batchdesk_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def main() -> int:
+    args = parse_args()
+    # SIGTERM unwinds like Ctrl-C, through the finally blocks that stop processes and drop databases.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        if args.backend == "both":
+            results = [run_child(backend, args) for backend in BACKENDS]
+        else:
+            results = [run_backend(args.backend, args)]
+            if args.result_file:
+                Path(args.result_file).write_text(json.dumps(results[0]))
+                return 0
+    except KeyboardInterrupt:
+        print("interrupted: processes stopped, scratch databases removed", file=sys.stderr)
+        return 130
+    print_report(results, args)
+    return 1 if any("failed" in result for result in results) else 0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["both", *BACKENDS], default="both")
+    parser.add_argument("--n", type=int, default=200, help="Measured triggers of each kind (default 200).")
+    parser.add_argument("--spacing-ms", type=float, default=50.0, help="Between two triggers (default 50).")
+    parser.add_argument("--warmup", type=int, default=20, help="Unmeasured triggers of each kind first (default 20).")
+    parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for stragglers (default 60).")
+    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+                        help="Scratch database to create and drop; its name must contain 'bench'.")
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)  # how a child hands its figures back
+    args = parser.parse_args()
+    if args.n < 1 or args.warmup < 0 or args.spacing_ms < 0:
+        parser.error("--n must be positive, --warmup and --spacing-ms not negative")
+    if "bench" not in database_name(args.postgres_url):
+        parser.error(f"refusing to drop {database_name(args.postgres_url)!r}: name a database containing 'bench'")
+    return args
+
+
+# --- the parent: one child invocation per backend ----------------------------------------
+
+
+def run_child(backend: str, args: argparse.Namespace) -> dict:
+    """Measure one backend in a child process: django_q reads its Conf once, at import."""
+    command = [
+        sys.executable, __file__, "--backend", backend, "--n", str(args.n), "--spacing-ms", str(args.spacing_ms),
+        "--warmup", str(args.warmup), "--timeout", str(args.timeout), "--postgres-url", args.postgres_url,
+        "--redis-url", args.redis_url,
+    ]
+
+    def cleanup() -> None:
+        try:
+            drop_scratch(backend, args)
+        except Exception as exc:  # unreachable PostgreSQL: then nothing was made there either
+            print(f"{BACKENDS[backend]}: could not check for a scratch database to drop: {exc}", file=sys.stderr)
+
+    returncode, result = run_in_child(command, cleanup, prefix=f"bench-{backend}-")
+    return result if result is not None else {"backend": backend, "failed": f"exit code {returncode}; see its output above"}
+
+
+# --- one backend, in this process ---------------------------------------------------------
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> dict:
+    label = BACKENDS[backend]
+    unreachable = why_unreachable(backend, args)
+    if unreachable:
+        print(f"{label}: skipped: {unreachable}", file=sys.stderr)
+        return {"backend": backend, "skipped": unreachable}
+
+    # Before Django and django_q are imported: both read the environment once, at import.
+    if backend == "sqlite":
+        # Empty rather than unset, so that a REDIS_URL in .env cannot switch the broker.
+        os.environ.update(DATABASE_URL=f"sqlite:///{SQLITE_PATH}", REDIS_URL="")
+    else:
+        os.environ.update(DATABASE_URL=args.postgres_url, REDIS_URL=args.redis_url)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    command_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    os.environ.setdefault("LOG_LEVEL", "WARNING")  # N "triggered …" lines would bury the report
+
+    print(f"{label}: preparing a scratch database", file=sys.stderr)
+    make_scratch(backend, args)
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django_q.brokers import get_broker
+
+        call_command("migrate", verbosity=0, interactive=False)
+        get_broker().purge_queue()  # a Redis queue outlives databases: drop an earlier run's leftovers
+        with Processes(command_env, VAR / f"bench_trigger-{backend}") as processes:
+            processes.start("run_dispatcher")
+            processes.start("qcluster")
+            figures = measure(backend, args, processes)
+        return {"backend": backend, **figures}
+    finally:
+        if "django.db" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+        drop_scratch(backend, args)
+
+
+def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dict:
+    from django_q.conf import Conf
+    from django_q.tasks import async_task
+
+    from apps.catalog.models import Application, Concurrency, JobDefinition
+    from apps.engine import services
+    from apps.engine.models import TERMINAL, Execution
+    from bench.probe import read_starts
+
+    label = BACKENDS[backend]
+    probe_file = VAR / f"bench_trigger-{backend}-probes.txt"
+    probe_file.unlink(missing_ok=True)
+    job = JobDefinition.objects.create(
+        name="bench-dummy", application=Application.objects.create(name="BENCH"),
+        job_type="DUMMY", concurrency=Concurrency.ALLOW,
+    )
+
+    def ours(count: int, spacing: float) -> tuple[list[float], int]:
+        ids = [services.trigger(job, triggered_by="bench").pk for _ in paced(range(count), spacing)]
+        executions = Execution.objects.filter(pk__in=ids)
+        # Until all have ended, so that the next phase finds idle workers.
+        processes.wait_until(lambda: executions.filter(status__in=TERMINAL).count() == count, args.timeout)
+        rows = executions.filter(started_at__isnull=False).values_list("created_at", "started_at")
+        return [(started - created).total_seconds() * 1000 for created, started in rows], count - len(rows)
+
+    probe_ids = itertools.count(1)  # 0 is the readiness probe
+
+    def plain(count: int, spacing: float) -> tuple[list[float], int]:
+        enqueued = {}
+        for probe_id in paced(list(itertools.islice(probe_ids, count)), spacing):
+            enqueued[probe_id] = time.time()
+            async_task("bench.probe.record_start", probe_id, str(probe_file))
+        processes.wait_until(lambda: enqueued.keys() <= read_starts(probe_file).keys(), args.timeout)
+        starts = read_starts(probe_file)
+        latencies = [(starts[i] - enqueued[i]) * 1000 for i in enqueued if i in starts]
+        return latencies, count - len(latencies)
+
+    print(f"{label}: waiting for the cluster to take work", file=sys.stderr)
+    async_task("bench.probe.record_start", 0, str(probe_file))
+    if not processes.wait_until(lambda: 0 in read_starts(probe_file), 120):
+        raise RuntimeError(f"the cluster ran no task within 120 s; see {processes.log_prefix}-qcluster.log")
+    # Every worker's first task of a kind imports that task's modules, which is not latency.
+    # A burst reaches every worker; paced triggers could keep landing on the same idle one.
+    ours(args.warmup, 0)
+    plain(args.warmup, 0)
+    print(f"{label}: {args.n} triggers of each kind, one every {args.spacing_ms:g} ms", file=sys.stderr)
+    # Other work on the machine moves these figures more than anything measured here.
+    load_before = os.getloadavg()[0]
+    ours_ms, ours_missing = ours(args.n, args.spacing_ms / 1000)
+    plain_ms, plain_missing = plain(args.n, args.spacing_ms / 1000)
+    return {"workers": Conf.WORKERS, "load": [load_before, os.getloadavg()[0]],
+            "ours": ours_ms, "ours_missing": ours_missing, "plain": plain_ms, "plain_missing": plain_missing}
+
+
+def paced(items: Iterable, spacing: float) -> Iterator:
+    """Yield items on a fixed schedule: a slow call does not push the later ones back."""
+    start = time.monotonic()
+    for index, item in enumerate(items):
+        delay = start + index * spacing - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield item
+
+
+# --- scratch databases --------------------------------------------------------------------
+
+
+def why_unreachable(backend: str, args: argparse.Namespace) -> str:
+    """Empty when the backend's services answer, else why not."""
+    return "" if backend == "sqlite" else services_unreachable(args.postgres_url, args.redis_url)
+
+
+def make_scratch(backend: str, args: argparse.Namespace) -> None:
+    """An empty database; one left by an interrupted earlier run is dropped first."""
+    if backend == "postgres":
+        create_postgres(args.postgres_url)
+    else:
+        drop_sqlite(SQLITE_PATH)
+
+
+def drop_scratch(backend: str, args: argparse.Namespace) -> None:
+    if backend == "sqlite":
+        drop_sqlite(SQLITE_PATH)
+    else:
+        drop_postgres(args.postgres_url)
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def print_report(results: list[dict], args: argparse.Namespace) -> None:
+    workers = next((result["workers"] for result in results if "workers" in result), "?")
+    print()
+    print(f"Trigger → RUNNING latency, ms: N={args.n} of each, one every {args.spacing_ms:g} ms, "
+          f"after {args.warmup} warm-up; {workers} workers, {os.cpu_count()} CPUs")
+    print(f"{'backend':<27}{'ours p50':>10}{'ours p99':>10}{'django-q2 p50':>15}{'django-q2 p99':>15}{'p50 ratio':>11}")
+    verdicts, notes = [], []
+    for result in results:
+        backend = result["backend"]
+        label = BACKENDS[backend]
+        if "skipped" in result or "failed" in result:
+            print(f"{label:<27}{'skipped' if 'skipped' in result else 'FAILED'}: {result.get('skipped') or result['failed']}")
+            continue
+        if not result["ours"] or not result["plain"]:
+            print(f"{label:<27}FAILED: nothing started within {args.timeout:g} s")
+            continue
+        ours_p50, ours_p99 = percentile(result["ours"], 50), percentile(result["ours"], 99)
+        plain_p50, plain_p99 = percentile(result["plain"], 50), percentile(result["plain"], 99)
+        ratio = ours_p50 / plain_p50
+        print(f"{label:<27}{ours_p50:>10.1f}{ours_p99:>10.1f}{plain_p50:>15.1f}{plain_p99:>15.1f}{ratio:>10.2f}x")
+        target = P50_TARGET_MS[backend]
+        verdicts.append(
+            f"  {label:<27}p50 ratio {ratio:.2f}x <= {RATIO_TARGET}x: {'met' if ratio <= RATIO_TARGET else 'MISSED'};"
+            f"  ours p50 {ours_p50:.1f} ms <= {target:g} ms: {'met' if ours_p50 <= target else 'MISSED'}"
+        )
+        notes.append(f"  {label}: load average (1 min) {result['load'][0]:.2f} before, {result['load'][1]:.2f} after")
+        for kind, name in (("ours", "ours"), ("plain", "django-q2")):
+            if result[f"{kind}_missing"]:
+                notes.append(f"  {label}: {result[f'{kind}_missing']} of {name} did not start within {args.timeout:g} s"
+                             " and are left out of its percentiles")
+    print()
+    print(f"Targets (reported, not enforced): ours p50 within {RATIO_TARGET}x of plain django-q2's;"
+          f" ours p50 <= {P50_TARGET_MS['sqlite']:g} ms on the ORM broker, <= {P50_TARGET_MS['postgres']:g} ms on Redis.")
+    print("\n".join(verdicts + notes))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
