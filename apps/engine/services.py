@@ -90,12 +90,14 @@ def trigger_by_name(name: str, **kwargs) -> Execution:
 
 
 def _create(job: JobDefinition, **fields) -> Execution:
+    exclusive = job.concurrency == Concurrency.FORBID
     try:
-        with transaction.atomic():
+        # Only a forbid job's unique index can refuse the row; no savepoint is needed otherwise.
+        with transaction.atomic() if exclusive else nullcontext():
             return Execution.objects.create(
                 job=job,
                 application_id=job.application_id,
-                exclusive=job.concurrency == Concurrency.FORBID,
+                exclusive=exclusive,
                 lock_group=job.lock_group,
                 **fields,
             )
