@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## make run: migrate, load demo data, print the admin login, start web + dispatcher + cluster.
-# The demo's external system (extsys) speaks plain http on loopback, hence the insecure-transport switch.
+# The demo's external system (extsys) speaks plain http on loopback, hence the insecure-transport
+# switch; and it is the installation's default OAuth client for job types without their own.
 run: export OAUTH_ALLOW_INSECURE_TRANSPORT ?= true
+run: export OAUTH_TOKEN_URL ?= http://127.0.0.1:$(PORT)/extsys/oauth/token
+run: export OAUTH_CLIENT_ID ?= batchdesk-demo
+run: export OAUTH_CLIENT_SECRET ?= demo-secret
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py load_demo --port $(PORT)

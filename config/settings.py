@@ -23,8 +23,10 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = True
 
 INSTALLED_APPS = [
-    # apps.agents first: its `qcluster` command wraps django-q2's to register the agent.
+    # apps.agents before django_q: its `qcluster` command wraps django-q2's to register the agent.
     "apps.agents",
+    # django_q before apps.scheduling, whose admin unregisters django-q2's Schedule.
+    "django_q",
     "apps.catalog",
     "apps.engine",
     "apps.scheduling",
@@ -42,7 +44,6 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
 ]
 
 MIDDLEWARE = [

@@ -6,10 +6,15 @@ from datetime import timezone
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
+from django_q.models import Schedule as QueueSchedule
+
 from apps.scheduling import services
 from apps.scheduling.models import Schedule
 
 UTC = timezone.utc
+
+# Operators schedule jobs with Batchdesk's own schedules; django-q2's would only confuse them.
+admin.site.unregister(QueueSchedule)
 
 
 @admin.register(Schedule)
