@@ -15,6 +15,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from django_q.conf import Conf
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from apps.catalog.models import Application, JobDefinition
 from apps.catalog.roles import ADMINISTRATOR, VIEWER
@@ -33,6 +35,20 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
         time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings) -> None:
+    """The cast's passwords hashed cheaply: PBKDF2's cost (a second or more a user on a busy
+    machine) is for production."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def token_client(user: User) -> APIClient:
+    """A client that sends `Authorization: Token <key>` for `user`."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api.permissions import AdministratorsOnly, BatchRole
-from apps.catalog.models import JobDefinition
+from apps.catalog.models import JOB_NAME, JobDefinition
 from apps.engine import services
 from apps.engine.errors import EngineError
 from apps.engine.models import Execution, Status, Trigger
@@ -59,18 +59,22 @@ class EnvelopeView(APIView):
 
     def handle_exception(self, exc):
         if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
-            code, message = "UNAUTHORIZED", "Authentication credentials were not provided or are invalid."
+            code, message = "UNAUTHORIZED", str(exc.detail)
         elif isinstance(exc, exceptions.PermissionDenied):
-            code, message = "FORBIDDEN", "Only Batch Administrators may do this."
+            code, message = "FORBIDDEN", str(exc.detail)  # the role's refusal, or "CSRF Failed: …"
         elif isinstance(exc, EngineError):
             code, message = exc.code, exc.message
         elif isinstance(exc, (exceptions.ParseError, exceptions.UnsupportedMediaType)):
             code, message = "INVALID_PARAMETERS", f"The body must be empty or JSON {{\"parameters\": \"k=v||k2=v2\"}}: {exc.detail}"
-        elif isinstance(exc, exceptions.MethodNotAllowed):
-            return super().handle_exception(exc)
+        elif isinstance(exc, exceptions.APIException):
+            # Whatever else DRF refuses (a method not allowed, an Accept it cannot serve) keeps
+            # its status, in the envelope like every other error of these endpoints.
+            return self._respond(exc.default_code.upper(), str(exc.detail), exc.status_code, CLIENT_ERROR[1])
         else:
             raise exc
-        http_status, response_code = ERRORS.get(code, CLIENT_ERROR)
+        return self._respond(code, message, *ERRORS.get(code, CLIENT_ERROR))
+
+    def _respond(self, code: str, message: str, http_status: int, response_code: str) -> Response:
         response = Response(envelope(self.api_id, self.request, err=code, errmsg=message, response_code=response_code),
                             status=http_status)
         if http_status == status.HTTP_401_UNAUTHORIZED:
@@ -102,6 +106,10 @@ def envelope_schema(name: str, result) -> serializers.Serializer:
     })
 
 
+# One component per status, shared by both endpoints: `result` is {} in an error.
+ERROR_ENVELOPES = {code: envelope_schema(f"BackgroundTaskError{code}", serializers.DictField())
+                   for code in (400, 401, 403, 404)}
+
 REQUEST_ID = OpenApiParameter("X-Request-ID", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
                               description="Echoed as params.msgid.")
 
@@ -114,8 +122,12 @@ class BackgroundTaskList(EnvelopeView):
 
     @extend_schema(
         operation_id="backgroundtasks_list", parameters=[REQUEST_ID],
-        responses={200: envelope_schema("BackgroundTasksRead", inline_serializer(
-            "BackgroundTasksResult", {"response": BackgroundTaskSerializer(many=True)}))},
+        responses={
+            200: envelope_schema("BackgroundTasksRead", inline_serializer(
+                "BackgroundTasksResult", {"response": BackgroundTaskSerializer(many=True)})),
+            401: ERROR_ENVELOPES[401],
+            403: ERROR_ENVELOPES[403],
+        },
     )
     def get(self, request):
         running = Execution.objects.filter(job=OuterRef("pk"), status=Status.RUNNING)
@@ -145,13 +157,13 @@ class TriggerBackgroundTask(EnvelopeView):
         responses={
             200: envelope_schema("BackgroundTaskTriggered", inline_serializer(
                 "TriggerResult", {"response": serializers.CharField(), "executionId": serializers.IntegerField()})),
-            (400, "application/json"): envelope_schema("BackgroundTaskError400", serializers.DictField()),
-            (401, "application/json"): envelope_schema("BackgroundTaskError401", serializers.DictField()),
-            (403, "application/json"): envelope_schema("BackgroundTaskError403", serializers.DictField()),
-            (404, "application/json"): envelope_schema("BackgroundTaskError404", serializers.DictField()),
+            **ERROR_ENVELOPES,
         },
     )
     def post(self, request, task_name: str):
+        if not JOB_NAME.regex.search(task_name):
+            # No job can have this name; asking the database (PostgreSQL refuses a NUL) is pointless.
+            raise EngineError("TASK_NOT_FOUND", f"No job named {task_name[:100]!r}.")
         execution = services.trigger_by_name(
             task_name, parameters=self._parameters(request), trigger=Trigger.API,
             triggered_by=request.user.get_username(),
@@ -170,4 +182,6 @@ class TriggerBackgroundTask(EnvelopeView):
             return ""
         if not isinstance(parameters, str):
             raise EngineError("INVALID_PARAMETERS", f"parameters must be a string like \"k=v||k2=v2\", not {json.dumps(parameters)[:100]}.")
+        if "\x00" in parameters:
+            raise EngineError("INVALID_PARAMETERS", "parameters must not contain null characters.")
         return parameters

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError
-from rest_framework import exceptions, status
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -59,6 +61,11 @@ def exception_handler(exc, context):
         return error_response(exc.code, exc.message, ENGINE_STATUS.get(exc.code, status.HTTP_400_BAD_REQUEST))
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    # Django's own exceptions, as DRF turns them into its own (which carry the `detail` read below).
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
     if isinstance(exc, ProtectedError):
         return error_response("IN_USE", "It is still referenced (a job with executions, an application with "
                               "jobs): disable it instead, or remove what refers to it first.", status.HTTP_409_CONFLICT)
@@ -70,3 +77,11 @@ def exception_handler(exc, context):
         return error_response(code, "; ".join(flatten(exc.detail)), response.status_code, fields=exc.detail)
     response.data = {"error": code, "detail": "; ".join(flatten(exc.detail))}
     return response
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every control-API error."""
+
+    error = serializers.CharField(help_text="A code: NOT_FOUND, INVALID_INPUT, JOB_ALREADY_RUNNING, IN_USE, …")
+    detail = serializers.CharField(help_text="What went wrong, for a person.")
+    fields = serializers.JSONField(required=False, help_text="INVALID_INPUT only: the messages per field.")

@@ -20,6 +20,8 @@ class BatchRole(BasePermission):
 
 
 class AdministratorsOnly(BatchRole):
+    message = "Only Batch Administrators may do this."
+
     def has_permission(self, request, view) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and is_administrator(user))

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+import zoneinfo
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.agents.models import Agent
-from apps.catalog.models import Application, JobDefinition, JobType, Process
+from apps.catalog.models import APPLICATION_NAME, Application, JobDefinition, JobType, Process
 from apps.engine.models import Execution, Status
+from apps.scheduling import timing
 from apps.scheduling.models import Schedule
 
 
@@ -26,19 +30,50 @@ class ModelCleanMixin:
             if name in fields:
                 setattr(candidate, name, value)
         try:
-            candidate.clean()
+            self.clean_candidate(candidate)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
         return attrs
 
+    def clean_candidate(self, candidate) -> None:
+        """Raise Django's ValidationError if the object, as it would be saved, is invalid."""
+        candidate.clean()
 
-class ApplicationSerializer(serializers.ModelSerializer):
+
+class PortableIntegers:
+    """Positive integers up to PostgreSQL's integer column on every backend. SQLite's would take
+    up to 2**63, which the time arithmetic cannot (timedelta(seconds=2**62) overflows) and which
+    would make SQLite accept what PostgreSQL refuses."""
+
+    LARGEST = 2**31 - 1
+
+    def build_standard_field(self, field_name, model_field):
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        if isinstance(model_field, models.PositiveIntegerField):
+            kwargs["max_value"] = min(kwargs.get("max_value", self.LARGEST), self.LARGEST)
+        return field_class, kwargs
+
+
+class ByName(serializers.SlugRelatedField):
+    """A relation written by its `name`. A NUL cannot be in a name, and PostgreSQL refuses it even
+    in a query: such a value is "no such object", not a database error."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(slug_field="name", **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data)
+        return super().to_internal_value(data)
+
+
+class ApplicationSerializer(PortableIntegers, serializers.ModelSerializer):
     class Meta:
         model = Application
         fields = ["name", "description", "throttle_limit", "enabled"]
 
 
-class JobTypeSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class JobTypeSerializer(ModelCleanMixin, PortableIntegers, serializers.ModelSerializer):
     client_secret = serializers.CharField(write_only=True, required=False, allow_blank=True, trim_whitespace=False,
                                           help_text="Write-only; stored encrypted. An empty string clears it.")
     has_client_secret = serializers.BooleanField(read_only=True)
@@ -63,9 +98,9 @@ class JobTypeSerializer(ModelCleanMixin, serializers.ModelSerializer):
 class ExecutionSerializer(serializers.ModelSerializer):
     job = serializers.SlugRelatedField(slug_field="name", read_only=True)
     application = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    agent = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    restart_of = serializers.PrimaryKeyRelatedField(read_only=True)
-    retry_of = serializers.PrimaryKeyRelatedField(read_only=True)
+    agent = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    restart_of = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    retry_of = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     long_running = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -82,8 +117,20 @@ class TriggerSerializer(serializers.Serializer):
                                        help_text="key=value||key1=value1, overriding the job's defaults key by key.")
 
 
-class ScheduleSerializer(ModelCleanMixin, serializers.ModelSerializer):
-    job = serializers.SlugRelatedField(slug_field="name", queryset=JobDefinition.objects.all())
+def iana_zone(name: str) -> None:
+    # Also OSError: ZoneInfo("Europe") opens the tzdata *directory* (IsADirectoryError), which
+    # apps.scheduling.models.validate_timezone lets through.
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise serializers.ValidationError(
+            f"Unknown time zone {name[:64]!r}: use an IANA name such as Europe/London.") from None
+
+
+class ScheduleSerializer(ModelCleanMixin, PortableIntegers, serializers.ModelSerializer):
+    job = ByName(queryset=JobDefinition.objects.all())
+    timezone = serializers.CharField(max_length=64, required=False, validators=[iana_zone],
+                                     help_text="IANA name; the installation's zone when left out.")
     next_fire_times = serializers.SerializerMethodField()
 
     class Meta:
@@ -93,13 +140,23 @@ class ScheduleSerializer(ModelCleanMixin, serializers.ModelSerializer):
                   "next_fire_times"]
         read_only_fields = ["next_fire_at", "last_fired_at", "fire_count", "inactive_reason"]
 
+    def clean_candidate(self, schedule: Schedule) -> None:
+        super().clean_candidate(schedule)
+        try:
+            timing.upcoming(schedule.timing(), timezone.now(), 5)
+        except (OverflowError, ValueError) as exc:
+            # The slot arithmetic ran past datetime.max (a start_at late in 9999, an interval of
+            # centuries): "date value out of range", "year 10000 is out of range".
+            raise DjangoValidationError({"start_at": f"This schedule's next fire times cannot be computed ({exc}): "
+                                                     "check start_at, end_at and interval_seconds."}) from None
+
     @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
     def get_next_fire_times(self, schedule: Schedule) -> list[str]:
         return [moment.isoformat() for moment in schedule.upcoming(5)]
 
 
-class JobSerializer(ModelCleanMixin, serializers.ModelSerializer):
-    application = serializers.SlugRelatedField(slug_field="name", queryset=Application.objects.all())
+class JobSerializer(ModelCleanMixin, PortableIntegers, serializers.ModelSerializer):
+    application = ByName(queryset=Application.objects.all())
     flow = serializers.CharField(required=False, allow_blank=True, allow_null=True, write_only=True,
                                  help_text="With `process`: the job's flow in its application.")
     process = serializers.CharField(required=False, allow_blank=True, allow_null=True, write_only=True,
@@ -119,6 +176,7 @@ class JobSerializer(ModelCleanMixin, serializers.ModelSerializer):
         return list(job.flow_context())
 
     def validate(self, attrs):
+        given = "flow" in attrs or "process" in attrs
         flow, process = attrs.pop("flow", None), attrs.pop("process", None)
         if flow or process:
             application = attrs.get("application") or (self.instance and self.instance.application)
@@ -126,7 +184,7 @@ class JobSerializer(ModelCleanMixin, serializers.ModelSerializer):
             if found is None:
                 raise serializers.ValidationError({"process": f"No process {process!r} in flow {flow!r} of {application}."})
             attrs["process"] = found
-        elif flow is not None or process is not None:
+        elif given:  # both empty or null: out of its process
             attrs["process"] = None
         return super().validate(attrs)
 
@@ -169,4 +227,11 @@ class AgentSerializer(serializers.ModelSerializer):
 class ConfigureSerializer(serializers.Serializer):
     job_types = serializers.DictField(child=serializers.DictField(child=serializers.CharField(allow_blank=True)),
                                       help_text='{"<TYPE>": {"url": "...", "scope": "..."}}')
+
+    def validate_job_types(self, job_types: dict) -> dict:
+        # The keys name job types; DictField checks only the values.
+        unknown = [name for name in job_types if not APPLICATION_NAME.regex.search(name)]
+        if unknown:
+            raise serializers.ValidationError(f"Not a job type name: {', '.join(repr(n[:64]) for n in unknown)}.")
+        return job_types
 

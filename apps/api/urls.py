@@ -1,8 +1,16 @@
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from apps.api import backgroundtasks, views
+
+
+def no_endpoint(request) -> JsonResponse:
+    """An unknown /api/v1/ path (or an id of the wrong shape) answers like every API error, not
+    with Django's HTML page."""
+    return JsonResponse({"error": "NOT_FOUND", "detail": f"No API endpoint at {request.path}."}, status=404)
+
 
 router = SimpleRouter(trailing_slash=False)
 router.register("apps", views.ApplicationViewSet, basename="application")
@@ -18,6 +26,7 @@ urlpatterns = [
          name="backgroundtasks-trigger"),
     path("v1/health", views.HealthView.as_view(), name="health"),
     path("v1/", include(router.urls)),
+    re_path(r"^v1/", no_endpoint),  # last under v1/: whatever the routes above did not match
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

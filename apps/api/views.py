@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC
+
 from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -15,7 +18,9 @@ from rest_framework.views import APIView
 from apps.agents import services as agents
 from apps.agents.models import Agent, AgentKind, AgentStatus
 from apps.api import serializers as s
+from apps.api.errors import ErrorSerializer
 from apps.api.permissions import BatchRole
+from apps.api.schema import ControlApiSchema
 from apps.catalog import services as catalog
 from apps.catalog.models import Application, JobDefinition, JobType
 from apps.console.health import health_report
@@ -34,9 +39,24 @@ class Pages(pagination.PageNumberPagination):
 class BatchViewSet(viewsets.GenericViewSet):
     permission_classes = [BatchRole]
     pagination_class = Pages
+    schema = ControlApiSchema()
 
     def username(self) -> str:
         return self.request.user.get_username()
+
+    def get_success_headers(self, data) -> dict:
+        # DRF would send the body's "url" as Location: for a job type that is the external
+        # system's base URL, not this resource (and a newline in it made the answer a 500).
+        return {}
+
+
+def text(params, name: str) -> str | None:
+    """A text filter from the query string; a NUL, which no stored text holds (and PostgreSQL
+    refuses), is a bad request rather than a database error."""
+    value = params.get(name)
+    if value and "\x00" in value:
+        raise ValidationError({name: "Null characters are not allowed."})
+    return value or None
 
 
 def one_of(value: str | None, choices, name: str) -> str | None:
@@ -50,12 +70,24 @@ def one_of(value: str | None, choices, name: str) -> str | None:
 def moment(value: str | None, name: str):
     if value in (None, ""):
         return None
-    parsed = parse_datetime(value)
-    if parsed is None:
-        raise ValidationError({name: f"{value!r} is not an ISO 8601 date-time such as 2026-11-22T06:00:00Z."})
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+    try:
+        # parse_datetime answers None for a malformed value but raises ValueError for a
+        # well-formed impossible one (month 13, offset +99:00); the shift to UTC that the
+        # database needs can overflow at the ends of the calendar.
+        parsed = parse_datetime(value)
+        if parsed is not None:
+            parsed = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+            return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        pass
+    raise ValidationError({name: f"{value[:64]!r} is not an ISO 8601 date-time such as 2026-11-22T06:00:00Z."})
 
 
+OFFSET = re.compile(r"[0-9]+")  # a log offset: ASCII digits
+IN_USE = extend_schema(responses={204: None, 409: ErrorSerializer})
+
+
+@extend_schema_view(destroy=IN_USE)
 class ApplicationViewSet(BatchViewSet, viewsets.ModelViewSet):
     queryset = Application.objects.all()
     serializer_class = s.ApplicationSerializer
@@ -108,6 +140,7 @@ JOB_FILTERS = [
 ]
 
 
+@extend_schema_view(destroy=IN_USE)
 class JobViewSet(BatchViewSet, viewsets.ModelViewSet):
     serializer_class = s.JobSerializer
     lookup_field = "name"
@@ -119,12 +152,12 @@ class JobViewSet(BatchViewSet, viewsets.ModelViewSet):
         jobs = (JobDefinition.objects.select_related("application", "process__flow")
                 .annotate(next_fire_at=Subquery(next_fire)).order_by("name"))
         params = self.request.query_params
-        if params.get("application"):
-            jobs = jobs.filter(application__name=params["application"])
-        if params.get("job_type"):
-            jobs = jobs.filter(job_type=params["job_type"])
-        if params.get("q"):
-            jobs = jobs.filter(Q(name__icontains=params["q"]) | Q(description__icontains=params["q"]))
+        if application := text(params, "application"):
+            jobs = jobs.filter(application__name=application)
+        if job_type := text(params, "job_type"):
+            jobs = jobs.filter(job_type=job_type)
+        if q := text(params, "q"):
+            jobs = jobs.filter(Q(name__icontains=q) | Q(description__icontains=q))
         return jobs
 
     def get_serializer_class(self):
@@ -147,7 +180,8 @@ class JobViewSet(BatchViewSet, viewsets.ModelViewSet):
         return Response(s.ScheduleSerializer(schedule).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(methods=["GET"], responses=s.ExecutionSerializer(many=True))
-    @extend_schema(methods=["POST"], request=s.TriggerSerializer, responses={201: s.ExecutionSerializer})
+    @extend_schema(methods=["POST"], request=s.TriggerSerializer,
+                   responses={201: s.ExecutionSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["get", "post"], serializer_class=s.ExecutionSerializer)
     def executions(self, request, name=None):
         job = self.get_object()
@@ -202,10 +236,10 @@ class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         params = self.request.query_params
         if one_of(params.get("status"), Status.values, "status"):
             executions = executions.filter(status=params["status"])
-        if params.get("job"):
-            executions = executions.filter(job__name=params["job"])
-        if params.get("application"):
-            executions = executions.filter(application__name=params["application"])
+        if job := text(params, "job"):
+            executions = executions.filter(job__name=job)
+        if application := text(params, "application"):
+            executions = executions.filter(application__name=application)
         if since := moment(params.get("since"), "since"):
             executions = executions.filter(created_at__gte=since)
         if until := moment(params.get("until"), "until"):
@@ -216,19 +250,20 @@ class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModel
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=None, responses=s.ExecutionSerializer)
+    @extend_schema(request=None, responses={200: s.ExecutionSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["post"])
     def kill(self, request, pk=None):
         return Response(s.ExecutionSerializer(engine.kill(self.get_object(), by=self.username())).data)
 
-    @extend_schema(request=None, responses={201: s.ExecutionSerializer})
+    @extend_schema(request=None, responses={201: s.ExecutionSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["post"])
     def restart(self, request, pk=None):
         execution = engine.restart(self.get_object(), by=self.username())
         return Response(s.ExecutionSerializer(execution).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        parameters=[OpenApiParameter("offset", OpenApiTypes.INT, description="Byte offset to read from.")],
+        parameters=[OpenApiParameter("offset", {"type": "integer", "minimum": 0},
+                                     description="Byte offset to read from (past the end reads nothing).")],
         responses=inline_serializer("ExecutionLog", {
             "offset": serializers.IntegerField(), "next_offset": serializers.IntegerField(),
             "data": serializers.CharField(), "status": serializers.CharField(),
@@ -239,10 +274,12 @@ class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         """The stored log from byte `offset` on, for tailing: call again with `next_offset`."""
         execution = self.get_object()
         raw = request.query_params.get("offset", "0")
-        if not raw.isdigit():
-            raise ValidationError({"offset": f"{raw!r} is not a byte offset (a whole number, 0 or more)."})
+        # ASCII digits only: str.isdigit() admits "²", which int() refuses.
+        if not OFFSET.fullmatch(raw):
+            raise ValidationError({"offset": f"{raw[:40]!r} is not a byte offset (a whole number, 0 or more)."})
         data = execution.log.encode()
-        offset = min(int(raw), len(data))
+        # Past the end is the end; the digit cap spares int() a number of thousands of digits.
+        offset = len(data) if len(raw.lstrip("0")) > 18 else min(int(raw), len(data))
         return Response({"offset": offset, "next_offset": len(data),
                          "data": data[offset:].decode("utf-8", errors="replace"),
                          "status": execution.status, "complete": not execution.is_active})
@@ -278,6 +315,7 @@ class AgentViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
 
 class HealthView(APIView):
     permission_classes = [BatchRole]
+    schema = ControlApiSchema()
 
     @extend_schema(responses=inline_serializer("Health", {
         "status": serializers.ChoiceField(["ok", "degraded", "down"]), "database": serializers.DictField(),
