@@ -89,3 +89,45 @@ def test_trigger_task_wait_follows_the_retries_to_the_final_outcome(make_job, sy
     assert f"following its retry, execution {retry.pk}" in out
     assert f"Execution {retry.pk} ended ERROR" not in out  # the failure is raised, not printed
     assert (first.attempt, retry.attempt) == (1, 2)
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America/", "Nowhere/City"])
+def test_a_time_zone_that_is_not_a_zone_is_refused_not_crashed_on(zone):
+    from django.core.exceptions import ValidationError
+
+    from apps.scheduling.models import validate_timezone
+
+    with pytest.raises(ValidationError, match="Unknown time zone"):
+        validate_timezone(zone)
+
+
+@pytest.mark.django_db
+def test_a_schedule_whose_next_slot_is_past_year_9999_finishes(job_for_schedule):
+    from datetime import datetime, timezone as dt
+
+    from apps.scheduling.models import Kind, Schedule
+
+    schedule = Schedule(job=job_for_schedule, kind=Kind.INTERVAL, interval_seconds=86400 * 60,
+                        start_at=datetime(9999, 12, 1, tzinfo=dt.utc))
+    schedule.schedule_from(datetime(9999, 12, 2, tzinfo=dt.utc))
+    assert (schedule.active, schedule.next_fire_at) == (False, None)
+    assert schedule.upcoming() == []
+
+
+@pytest.fixture
+def job_for_schedule(make_job):
+    return make_job("far_future", job_type="DUMMY", command="")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field, value", [("url", "ftp://x.example"), ("url", "no scheme"),
+                                          ("token_url", "https://x.example/\nInjected: 1")])
+def test_a_job_type_url_must_be_http(field, value):
+    from django.core.exceptions import ValidationError
+
+    from apps.catalog.models import JobType
+
+    job_type = JobType(name="EXT", start_path="/s", status_path="/t", **{field: value})
+    with pytest.raises(ValidationError) as refused:
+        job_type.clean()
+    assert "is not an http(s) URL" in refused.value.message_dict[field][0]

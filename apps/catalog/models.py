@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator, URLValidator
 from django.db import models
 
 from apps.catalog import params
 
 APPLICATION_NAME = RegexValidator(r"^[A-Za-z0-9_-]{1,64}$", "Use 1–64 letters, digits, '_' or '-'.")
+HTTP_URL = URLValidator(schemes=["http", "https"])
 JOB_NAME = RegexValidator(r"^[A-Za-z0-9_.-]{1,100}$", "Use 1–100 letters, digits, '_', '.' or '-'.")
 
 
@@ -96,8 +97,18 @@ class JobType(models.Model):
         return self.name
 
     def clean(self) -> None:
+        errors = {}
         if self.name in self.BUILTIN:
-            raise ValidationError({"name": f"{self.name} is a built-in job type."})
+            errors["name"] = f"{self.name} is a built-in job type."
+        for field in ("url", "token_url"):
+            value = getattr(self, field)
+            if value:
+                try:
+                    HTTP_URL(value)
+                except ValidationError:
+                    errors[field] = f"{value[:100]!r} is not an http(s) URL."
+        if errors:
+            raise ValidationError(errors)
 
     def set_client_secret(self, plain: str) -> None:
         from apps.connectors import crypto

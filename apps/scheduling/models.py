@@ -22,7 +22,7 @@ def default_timezone() -> str:
 def validate_timezone(name: str) -> None:
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
         raise ValidationError(f"Unknown time zone {name!r}: use an IANA name such as Europe/London.") from None
 
 
@@ -126,7 +126,10 @@ class Schedule(models.Model):
         if not self.active:
             return []
         start = after or (self.next_fire_at - timedelta(microseconds=1) if self.next_fire_at else timezone.now())
-        return timing.upcoming(self.timing(), start, count)
+        try:
+            return timing.upcoming(self.timing(), start, count)
+        except (OverflowError, ValueError):  # slots past year 9999: there are no more
+            return []
 
     def schedule_from(self, moment: datetime) -> None:
         """(Re)compute next_fire_at as the first slot after `moment`; finish when none is left."""
@@ -135,7 +138,10 @@ class Schedule(models.Model):
             self.start_at = moment
             self.next_fire_at = moment if self.active else None
             return
-        self.next_fire_at = self.timing().next_after(moment) if self.active else None
+        try:
+            self.next_fire_at = self.timing().next_after(moment) if self.active else None
+        except (OverflowError, ValueError):  # the next slot would be past year 9999
+            self.next_fire_at = None
         if self.active and self.next_fire_at is None:
             self.finish("no fire time left (end_at passed, or the one-time slot is gone)")
 
