@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
@@ -52,22 +53,50 @@ class Endpoint:
         return bool(self.path(call))
 
 
-_sessions: dict[str, requests.Session] = {}
-_sessions_lock = threading.Lock()
+HEADERS = {**requests.utils.default_headers(), "Accept": "application/json"}
 
 
-def session_for(base_url: str) -> requests.Session:
-    """One keep-alive session per external system, shared by the threads of this process."""
-    with _sessions_lock:
-        session = _sessions.get(base_url)
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers.update({"Accept": "application/json"})
-            _sessions[base_url] = session
-        return session
+class _System:
+    """One external system as this process reaches it: a keep-alive session shared by the threads,
+    the environment's proxy and CA settings for it, and its URLs, each checked once."""
+
+    def __init__(self, base_url: str) -> None:
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.settings = self.session.merge_environment_settings(base_url, {}, None, None, None)
+        self.urls: dict[str, str] = {}
+
+    def prepare(self, method: str, url: str, token: str, body: dict | None,
+                query: dict | None) -> requests.PreparedRequest:
+        """What PreparedRequest.prepare makes, less its work that is the same on every call: the
+        URL is parsed and normalised once, and only the query is encoded each time."""
+        base = self.urls.get(url)
+        if base is None:
+            probe = requests.PreparedRequest()
+            probe.prepare_url(url, None)
+            base = self.urls[url] = probe.url
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(method)
+        prepared.url = f"{base}{'&' if '?' in base else '?'}{urlencode(query)}" if query else base
+        prepared.prepare_headers({**HEADERS, "Authorization": f"Bearer {token}"})
+        prepared.prepare_body(None, None, body)
+        prepared.prepare_cookies(self.session.cookies)
+        return prepared
+
+
+_systems: dict[str, _System] = {}
+_systems_lock = threading.Lock()
+
+
+def system_for(base_url: str) -> _System:
+    """The one _System per base URL of this process."""
+    with _systems_lock:
+        system = _systems.get(base_url)
+        if system is None:
+            system = _systems[base_url] = _System(base_url)
+        return system
 
 
 def _refuse_insecure(url: str) -> None:
@@ -109,15 +138,19 @@ def _send(endpoint: Endpoint, call: str, method: str, *, body: dict | None = Non
     url = endpoint.url.rstrip("/") + endpoint.path(call)
     _refuse_insecure(url)
     _refuse_insecure(endpoint.credentials.token_url)
-    session = session_for(endpoint.url)
+    system = system_for(endpoint.url)
     for attempt in (1, 2):
         try:
             token = tokens.get(endpoint.credentials, endpoint.timeout)
         except TokenError as exc:
             raise CallFailed(f"{call}: {exc}", transient=True) from None
+        # The lean path: Session.request merges session state and looks up proxies, CA bundles
+        # and ~/.netrc in the environment on every call, which made a Status call cost about
+        # twice the CPU (DESIGN.md: the client's own cost sets the ceiling; bench/poll_scale.py).
+        # Session.send keeps keep-alive, cookies, redirects and the adapter that `responses` mocks.
         try:
-            response = session.request(method, url, json=body, params=query, timeout=endpoint.timeout,
-                                       headers={"Authorization": f"Bearer {token}"})
+            prepared = system.prepare(method, url, token, body, query)
+            response = system.session.send(prepared, timeout=endpoint.timeout, **system.settings)
         except requests.Timeout:
             raise CallFailed(f"{call}: no answer from {url} within {endpoint.timeout:g}s", transient=True) from None
         except requests.ConnectionError as exc:

@@ -9,11 +9,15 @@ batch only lets the lease run out.
 from __future__ import annotations
 
 import logging
+import math
+import os
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
+from django.db.models import Case, F, TextField, Value, When
 from django.utils import timezone
 
 from apps.catalog import params
@@ -28,6 +32,8 @@ log = logging.getLogger(__name__)
 
 EXTERNAL_STATUSES = {"RUNNING", "COMPLETED", "ERROR"}
 MAX_POLL_BACKOFF_SECONDS = 300
+# Answers of one poll batch that came within this long of each other are booked by one UPDATE.
+BOOKING_STEP_SECONDS = 0.25
 
 
 def _setting(name: str):
@@ -95,14 +101,21 @@ def _failure_log(exc: CallFailed) -> str:
 # --- poll -------------------------------------------------------------------------------
 
 
-def claim_due_polls(limit: int = 5000, batch_size: int = 50) -> int:
-    """The dispatcher's step: lease due polls and hand them out in batches."""
+def claim_due_polls(limit: int = 5000, batch_size: int | None = None) -> int:
+    """The dispatcher's step: lease due polls and hand them out in batches.
+
+    It claims what falls due before the middle of the next tick too: the dispatcher ticks about
+    once a second, so rounding each due time to the nearest tick (up to half a tick early)
+    halves the worst lag that rounding always up would add, and a poll early by half a second
+    harms nothing: the next one is booked from when this one is answered.
+    """
     now = timezone.now()
+    horizon = now + timedelta(seconds=_setting("DISPATCHER_TICK_SECONDS") / 2)
     lease = timedelta(seconds=_setting("POLL_LEASE_SECONDS"))
     with transaction.atomic():
         due = list(
             Execution.objects.select_for_update(skip_locked=True)
-            .filter(status=Status.RUNNING, next_check_at__lte=now)
+            .filter(status=Status.RUNNING, next_check_at__lte=horizon)
             .exclude(external_execution_id="")
             .order_by("next_check_at")
             .values_list("pk", flat=True)[:limit]
@@ -112,15 +125,22 @@ def claim_due_polls(limit: int = 5000, batch_size: int = 50) -> int:
         Execution.objects.filter(pk__in=due).update(next_check_at=now + lease)
     from django_q.tasks import async_task
 
-    for first in range(0, len(due), batch_size):
-        async_task("apps.engine.tasks.poll_batch", due[first:first + batch_size])
+    # Batches of at most POLL_BATCH_SIZE, of even sizes, so that the workers finish together.
+    batches = math.ceil(len(due) / (batch_size or _setting("POLL_BATCH_SIZE")))
+    for index in range(batches):
+        async_task("apps.engine.tasks.poll_batch", due[index * len(due) // batches:(index + 1) * len(due) // batches])
     return len(due)
 
 
 def poll_batch(execution_ids: list[int]) -> int:
-    """Poll each execution once, concurrently; returns how many were polled."""
+    """Poll each execution once, concurrently; returns how many were polled.
+
+    The threads only make the Status calls; this thread then books the executions still RUNNING
+    for their next poll together, in a few UPDATEs (_book_next_polls). Only the rare outcomes
+    (ended, failed, timed out) touch the database from a poll thread.
+    """
     executions = list(
-        Execution.objects.select_related("job", "application")
+        Execution.objects.select_related("job__process__flow", "application")
         .filter(pk__in=execution_ids, status=Status.RUNNING)
         .exclude(external_execution_id="")
     )
@@ -131,53 +151,107 @@ def poll_batch(execution_ids: list[int]) -> int:
         key = (execution.job.job_type, execution.application_id)
         if key not in endpoints:
             endpoints[key] = endpoint_of(execution)
-    with ThreadPoolExecutor(max_workers=min(len(executions), _setting("POLL_THREADS"))) as pool:
-        list(pool.map(lambda e: _poll_in_thread(e, endpoints[(e.job.job_type, e.application_id)]), executions))
+    polled = [(execution, endpoints[(execution.job.job_type, execution.application_id)]) for execution in executions]
+    answers = _poll_pool().map(lambda pair: _poll_in_thread(*pair), polled)
+    _book_next_polls([(execution, endpoint, *answered)
+                      for (execution, endpoint), answered in zip(polled, answers) if answered is not None])
     return len(executions)
 
 
-def _poll_in_thread(execution: Execution, endpoint: Endpoint) -> None:
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+
+
+def _poll_pool() -> ThreadPoolExecutor:
+    """This process's poll threads, kept between batches (a django-q2 worker is a forked process:
+    threads do not survive a fork, hence the pid check)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        _pool = ThreadPoolExecutor(max_workers=_setting("POLL_THREADS"), thread_name_prefix="poll")
+        _pool_pid = os.getpid()
+    return _pool
+
+
+def _poll_in_thread(execution: Execution, endpoint: Endpoint) -> tuple[dict, datetime] | None:
+    """The answer of a still-running job and when it came, or None (see _call_status)."""
     try:
-        poll(execution, endpoint)
+        answer = _call_status(execution, endpoint)
+        return None if answer is None else (answer, timezone.now())
     except Exception:
         log.exception("polling execution %s failed", execution.pk)
+        return None
     finally:
-        connection.close()
+        connection.close()  # only the rare outcomes open one; the pool's threads outlive this batch
 
 
 def poll(execution: Execution, endpoint: Endpoint | None = None) -> None:
     """One Status call and what follows from its answer."""
     endpoint = endpoint or endpoint_of(execution)
+    answer = _call_status(execution, endpoint)
+    if answer is not None:
+        _book_next_polls([(execution, endpoint, answer, timezone.now())])
+
+
+def _call_status(execution: Execution, endpoint: Endpoint) -> dict | None:
+    """Call Status. Returns the answer of a still-running job, to be booked for its next poll;
+    anything else (ended, failed call, timeout) is dealt with here and gives None."""
     if _timed_out(execution):
         _stop_external(execution, endpoint)
         _end(execution, Status.ERROR, error="timeout", fetch_from=endpoint)
-        return
+        return None
     try:
         answer = request(endpoint, "status", "GET", query=identity(execution))
     except CallFailed as exc:
         _poll_failed(execution, endpoint, exc)
-        return
-    _follow(execution, endpoint, answer)
+        return None
+    return None if _ended(execution, endpoint, answer) else answer
 
 
 def _follow(execution: Execution, endpoint: Endpoint, answer: dict) -> None:
     """Act on a Start/Restart/Status answer: end the execution, or book its next poll."""
+    if not _ended(execution, endpoint, answer):
+        _book_next_polls([(execution, endpoint, answer, timezone.now())])
+
+
+def _ended(execution: Execution, endpoint: Endpoint, answer: dict) -> bool:
+    """End the execution when the answer says its external job ended."""
     status = str(answer.get("status") or "").upper()
+    if status not in (Status.COMPLETED, Status.ERROR):
+        return False
     info = describe(answer.get("executionInfo"))
-    if status in (Status.COMPLETED, Status.ERROR):
-        error = "" if status == Status.COMPLETED else (info or "the external job ended in ERROR")
-        _end(execution, status, error=error, fetch_from=endpoint, info=info)
-        return
-    note = ""
-    if status not in EXTERNAL_STATUSES:
-        note = f"unknown status {answer.get('status')!r} from Status, taken as RUNNING\n"
-        log.warning("execution %s: %s", execution.pk, note.strip())
-    updates = {"poll_failures": 0, "next_check_at": timezone.now() + timedelta(seconds=endpoint.poll_interval)}
-    if info:
-        updates["execution_info"] = info
-    Execution.objects.filter(pk=execution.pk, status=Status.RUNNING).update(**updates)
-    if note:
-        _append_log(execution, note)
+    error = "" if status == Status.COMPLETED else (info or "the external job ended in ERROR")
+    _end(execution, status, error=error, fetch_from=endpoint, info=info)
+    return True
+
+
+def _book_next_polls(running: list[tuple[Execution, Endpoint, dict, datetime]]) -> None:
+    """Record the answers of still-running jobs, each with the time it came, and book their next polls.
+
+    Each next poll is due one poll interval after its answer, as if booked one by one, except
+    that answers within one BOOKING_STEP_SECONDS step share one UPDATE, booked from the start of
+    that step: a batch costs a few UPDATEs, not one per execution, and a poll comes at most a
+    step early.
+    """
+    groups: dict[tuple[float, float], list[int]] = {}
+    infos: dict[int, str] = {}
+    for execution, endpoint, answer, answered_at in running:
+        step = answered_at.timestamp() // BOOKING_STEP_SECONDS * BOOKING_STEP_SECONDS
+        groups.setdefault((endpoint.poll_interval, step), []).append(execution.pk)
+        info = describe(answer.get("executionInfo"))
+        if info and info != execution.execution_info:  # most polls repeat the info they had: no write
+            infos[execution.pk] = info
+    for (interval, step), pks in groups.items():
+        updates = {"poll_failures": 0,
+                   "next_check_at": datetime.fromtimestamp(step + interval, tz=dt_timezone.utc)}
+        changed = [When(pk=pk, then=Value(infos[pk])) for pk in pks if pk in infos]
+        if changed:
+            updates["execution_info"] = Case(*changed, default=F("execution_info"), output_field=TextField())
+        Execution.objects.filter(pk__in=pks, status=Status.RUNNING).update(**updates)
+    for execution, _, answer, _ in running:
+        if str(answer.get("status") or "").upper() not in EXTERNAL_STATUSES:
+            note = f"unknown status {answer.get('status')!r} from Status, taken as RUNNING\n"
+            log.warning("execution %s: %s", execution.pk, note.strip())
+            _append_log(execution, note)
 
 
 def _poll_failed(execution: Execution, endpoint: Endpoint, exc: CallFailed) -> None:
