@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -89,6 +90,29 @@ def viewer(db) -> User:
 def admin_client_logged(client, administrator):
     client.force_login(administrator)
     return client
+
+
+def race(count: int, action) -> list[object]:
+    """Run `action(i)` in `count` threads released at once, each with its own database
+    connection; return what each returned or raised."""
+    barrier = threading.Barrier(count)
+    results: list[object] = [None] * count
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = action(i)
+        except Exception as exc:  # collected and asserted on by the test
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
 
 
 def group_alive(pgid: int) -> bool:

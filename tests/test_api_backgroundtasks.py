@@ -4,11 +4,9 @@ from the database, the trigger and its error table."""
 from __future__ import annotations
 
 import re
-import threading
 import uuid
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -16,7 +14,7 @@ from apps.catalog.models import Concurrency
 from apps.engine.errors import ALREADY_RUNNING_MESSAGE
 from apps.engine.models import Execution, Status, Trigger
 from apps.scheduling.models import Schedule
-from tests.conftest import token_client
+from tests.conftest import race, token_client
 
 LIST = "/api/v1/backgroundtasks"
 TS = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}:\d{3}[+-]\d{4}$")
@@ -200,28 +198,6 @@ class TestTheTrigger:
         response = api.get(LIST, HTTP_ACCEPT="application/xml")
         assert response.status_code == 406
         assert response.json()["params"]["err"] == "NOT_ACCEPTABLE"
-
-
-def race(count: int, action) -> list[object]:
-    """`action(i)` in `count` threads released at once, each with its own database connection."""
-    barrier = threading.Barrier(count)
-    results: list[object] = [None] * count
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = action(i)
-        except Exception as exc:  # collected and asserted on by the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
 
 
 @pytest.mark.django_db(transaction=True)  # the threads' connections see what the test commits

@@ -5,38 +5,13 @@ They run on SQLite (where IMMEDIATE transactions serialise writers) and on Postg
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
 from apps.catalog.models import Concurrency
 from apps.engine import services
 from apps.engine.errors import ALREADY_RUNNING_MESSAGE, EngineError
 from apps.engine.models import Execution, Status
-from tests.conftest import wait_for
-
-
-def race(count: int, action) -> list[object]:
-    """Run `action(i)` in `count` threads released at once; return results or raised errors."""
-    barrier = threading.Barrier(count)
-    results: list[object] = [None] * count
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = action(i)
-        except Exception as exc:  # collected and asserted on by the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
+from tests.conftest import race, wait_for
 
 
 @pytest.mark.django_db(transaction=True)
