@@ -200,3 +200,65 @@ def percentile(values: list[float], percent: float) -> float:
     """Nearest rank: a value that was measured, with no interpolation."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
+
+
+# --- a backend with a real dispatcher and cluster -------------------------------------------
+
+BACKENDS = {"sqlite": "SQLite + ORM broker", "postgres": "PostgreSQL + Redis broker"}
+
+
+def run_with_engine(backend: str, args, *, name: str, measure: Callable, queue_name: str | None = None) -> dict:
+    """`measure(backend, args, processes)` against a scratch database of `backend` (dropped
+    afterwards), with a real `run_dispatcher` and `qcluster` running. `args` carries
+    postgres_url and redis_url; `name` names the SQLite file and the process logs."""
+    label = BACKENDS[backend]
+    sqlite_path = VAR / f"{name}.sqlite3"
+    unreachable = "" if backend == "sqlite" else services_unreachable(args.postgres_url, args.redis_url)
+    if unreachable:
+        print(f"{label}: skipped: {unreachable}", file=sys.stderr)
+        return {"backend": backend, "skipped": unreachable}
+
+    # Before Django and django_q are imported: both read the environment once, at import.
+    if backend == "sqlite":
+        # Empty rather than unset, so that a REDIS_URL in .env cannot switch the broker.
+        os.environ.update(DATABASE_URL=f"sqlite:///{sqlite_path}", REDIS_URL="")
+    else:
+        os.environ.update(DATABASE_URL=args.postgres_url, REDIS_URL=args.redis_url)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    if queue_name:  # other benches share Redis databases, with queue names of their own
+        os.environ["BATCHDESK_QUEUE_NAME"] = queue_name
+    command_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    os.environ.setdefault("LOG_LEVEL", "WARNING")  # one "triggered …" line per run would bury the report
+
+    print(f"{label}: preparing a scratch database", file=sys.stderr)
+    if backend == "postgres":
+        create_postgres(args.postgres_url)
+    else:
+        drop_sqlite(sqlite_path)  # one left by an interrupted earlier run
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django_q.brokers import get_broker
+
+        call_command("migrate", verbosity=0, interactive=False)
+        get_broker().purge_queue()  # a Redis queue outlives databases: drop an earlier run's leftovers
+        with Processes(command_env, VAR / f"{name}-{backend}") as processes:
+            processes.start("run_dispatcher")
+            processes.start("qcluster")
+            figures = measure(backend, args, processes)
+        return {"backend": backend, **figures}
+    finally:
+        if "django.db" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+        drop_scratch(backend, args.postgres_url, sqlite_path)
+
+
+def drop_scratch(backend: str, postgres_url: str, sqlite_path: Path) -> None:
+    if backend == "sqlite":
+        drop_sqlite(sqlite_path)
+    else:
+        drop_postgres(postgres_url)

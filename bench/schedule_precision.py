@@ -43,19 +43,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the script's own directory is bench/, not the project
 
 from bench.harness import (  # noqa: E402
+    BACKENDS,
     VAR,
     Processes,
-    create_postgres,
     database_name,
-    drop_postgres,
-    drop_sqlite,
+    drop_scratch,
     percentile,
     run_child,
-    services_unreachable,
+    run_with_engine,
 )
 
-SQLITE_PATH = VAR / "bench_schedule.sqlite3"
-BACKENDS = {"sqlite": "SQLite + ORM broker", "postgres": "PostgreSQL + Redis broker"}
+SQLITE_PATH = VAR / "bench_schedule.sqlite3"  # the name run_with_engine gives it
 TARGET_P99_S = 1.0
 CRON = "* * * * * *"
 # Seconds between creating our schedule and its first slot: the dispatcher, napping up to a tick,
@@ -117,7 +115,7 @@ def measure_in_child(backend: str, args: argparse.Namespace) -> dict:
 
     def cleanup() -> None:
         try:
-            drop_scratch(backend, args)
+            drop_scratch(backend, args.postgres_url, SQLITE_PATH)
         except Exception as exc:  # unreachable PostgreSQL: then nothing was made there either
             print(f"{BACKENDS[backend]}: could not check for a scratch database to drop: {exc}", file=sys.stderr)
 
@@ -129,46 +127,7 @@ def measure_in_child(backend: str, args: argparse.Namespace) -> dict:
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict:
-    label = BACKENDS[backend]
-    unreachable = "" if backend == "sqlite" else services_unreachable(args.postgres_url, args.redis_url)
-    if unreachable:
-        print(f"{label}: skipped: {unreachable}", file=sys.stderr)
-        return {"backend": backend, "skipped": unreachable}
-
-    # Before Django and django_q are imported: both read the environment once, at import.
-    if backend == "sqlite":
-        # Empty rather than unset, so that a REDIS_URL in .env cannot switch the broker.
-        os.environ.update(DATABASE_URL=f"sqlite:///{SQLITE_PATH}", REDIS_URL="")
-    else:
-        os.environ.update(DATABASE_URL=args.postgres_url, REDIS_URL=args.redis_url)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    # A queue of its own too: other benches share Redis databases, with queue names of their own.
-    os.environ["BATCHDESK_QUEUE_NAME"] = "batchdesk-schedulebench"
-    command_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    os.environ.setdefault("LOG_LEVEL", "WARNING")  # 200 "triggered …" lines would bury the report
-
-    print(f"{label}: preparing a scratch database", file=sys.stderr)
-    make_scratch(backend, args)
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django_q.brokers import get_broker
-
-        call_command("migrate", verbosity=0, interactive=False)
-        get_broker().purge_queue()  # a Redis queue outlives databases: drop an earlier run's leftovers
-        with Processes(command_env, VAR / f"bench_schedule-{backend}") as processes:
-            processes.start("run_dispatcher")
-            processes.start("qcluster")
-            figures = measure(backend, args, processes)
-        return {"backend": backend, **figures}
-    finally:
-        if "django.db" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        drop_scratch(backend, args)
+    return run_with_engine(backend, args, name="bench_schedule", measure=measure, queue_name="batchdesk-schedulebench")
 
 
 def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dict:
@@ -316,24 +275,6 @@ def describe_ours(args: argparse.Namespace) -> str:
     if args.schedules == 1:
         return f"our schedule fires every second, {args.fires} times"
     return f"{args.schedules} schedules fire every second (the same slots), {args.fires} times each"
-
-
-# --- scratch databases --------------------------------------------------------------------
-
-
-def make_scratch(backend: str, args: argparse.Namespace) -> None:
-    """An empty database; one left by an interrupted earlier run is dropped first."""
-    if backend == "postgres":
-        create_postgres(args.postgres_url)
-    else:
-        drop_sqlite(SQLITE_PATH)
-
-
-def drop_scratch(backend: str, args: argparse.Namespace) -> None:
-    if backend == "sqlite":
-        drop_sqlite(SQLITE_PATH)
-    else:
-        drop_postgres(args.postgres_url)
 
 
 # --- the report ---------------------------------------------------------------------------

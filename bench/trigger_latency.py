@@ -34,20 +34,18 @@ from typing import Iterable, Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the script's own directory is bench/, not the project
 
 from bench.harness import (  # noqa: E402
+    BACKENDS,
     VAR,
     Processes,
-    create_postgres,
     database_name,
-    drop_postgres,
-    drop_sqlite,
+    drop_scratch,
     percentile,
-    services_unreachable,
+    run_with_engine,
 )
 from bench.harness import run_child as run_in_child  # noqa: E402
 
-SQLITE_PATH = VAR / "bench_trigger.sqlite3"
+SQLITE_PATH = VAR / "bench_trigger.sqlite3"  # the name run_with_engine gives it
 
-BACKENDS = {"sqlite": "SQLite + ORM broker", "postgres": "PostgreSQL + Redis broker"}
 P50_TARGET_MS = {"sqlite": 150.0, "postgres": 20.0}
 RATIO_TARGET = 1.5
 
@@ -108,7 +106,7 @@ def run_child(backend: str, args: argparse.Namespace) -> dict:
 
     def cleanup() -> None:
         try:
-            drop_scratch(backend, args)
+            drop_scratch(backend, args.postgres_url, SQLITE_PATH)
         except Exception as exc:  # unreachable PostgreSQL: then nothing was made there either
             print(f"{BACKENDS[backend]}: could not check for a scratch database to drop: {exc}", file=sys.stderr)
 
@@ -120,44 +118,7 @@ def run_child(backend: str, args: argparse.Namespace) -> dict:
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict:
-    label = BACKENDS[backend]
-    unreachable = why_unreachable(backend, args)
-    if unreachable:
-        print(f"{label}: skipped: {unreachable}", file=sys.stderr)
-        return {"backend": backend, "skipped": unreachable}
-
-    # Before Django and django_q are imported: both read the environment once, at import.
-    if backend == "sqlite":
-        # Empty rather than unset, so that a REDIS_URL in .env cannot switch the broker.
-        os.environ.update(DATABASE_URL=f"sqlite:///{SQLITE_PATH}", REDIS_URL="")
-    else:
-        os.environ.update(DATABASE_URL=args.postgres_url, REDIS_URL=args.redis_url)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    command_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    os.environ.setdefault("LOG_LEVEL", "WARNING")  # N "triggered …" lines would bury the report
-
-    print(f"{label}: preparing a scratch database", file=sys.stderr)
-    make_scratch(backend, args)
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django_q.brokers import get_broker
-
-        call_command("migrate", verbosity=0, interactive=False)
-        get_broker().purge_queue()  # a Redis queue outlives databases: drop an earlier run's leftovers
-        with Processes(command_env, VAR / f"bench_trigger-{backend}") as processes:
-            processes.start("run_dispatcher")
-            processes.start("qcluster")
-            figures = measure(backend, args, processes)
-        return {"backend": backend, **figures}
-    finally:
-        if "django.db" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        drop_scratch(backend, args)
+    return run_with_engine(backend, args, name="bench_trigger", measure=measure)
 
 
 def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dict:
@@ -222,29 +183,6 @@ def paced(items: Iterable, spacing: float) -> Iterator:
         if delay > 0:
             time.sleep(delay)
         yield item
-
-
-# --- scratch databases --------------------------------------------------------------------
-
-
-def why_unreachable(backend: str, args: argparse.Namespace) -> str:
-    """Empty when the backend's services answer, else why not."""
-    return "" if backend == "sqlite" else services_unreachable(args.postgres_url, args.redis_url)
-
-
-def make_scratch(backend: str, args: argparse.Namespace) -> None:
-    """An empty database; one left by an interrupted earlier run is dropped first."""
-    if backend == "postgres":
-        create_postgres(args.postgres_url)
-    else:
-        drop_sqlite(SQLITE_PATH)
-
-
-def drop_scratch(backend: str, args: argparse.Namespace) -> None:
-    if backend == "sqlite":
-        drop_sqlite(SQLITE_PATH)
-    else:
-        drop_postgres(args.postgres_url)
 
 
 # --- the report ---------------------------------------------------------------------------
