@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from apps.catalog.models import Application, JobDefinition
 from apps.catalog.roles import ADMINISTRATOR, VIEWER
+from apps.connectors.oauth import tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql"))
@@ -36,6 +37,14 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
         time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def fresh_tokens():
+    """No OAuth token cached by one test is reused by the next (the cache is per process)."""
+    tokens.clear()
+    yield
+    tokens.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ import responses
 from rest_framework.test import APIClient
 
 from apps.catalog.models import JobType
-from apps.connectors.oauth import tokens
 from tests.conftest import token_client
 
 pytestmark = pytest.mark.django_db
@@ -22,13 +21,6 @@ FIELDS = {"name": "MOCKTYPE", "description": "POM mock", "url": BASE, "start_pat
           "status_path": "/status", "restart_path": "/restart", "kill_path": "/kill", "log_path": "/log",
           "check_path": "/health", "scope": "batch", "poll_interval_seconds": 7, "request_timeout_seconds": 11,
           "token_url": TOKEN_URL, "client_id": "batchdesk"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_tokens():
-    tokens.clear()
-    yield
-    tokens.clear()
 
 
 @pytest.fixture

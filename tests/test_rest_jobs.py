@@ -15,9 +15,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from apps.catalog.models import Application, Flow, JobType, Process
+from apps.catalog.models import Flow, JobType, Process
 from apps.catalog.services import run_system_check
-from apps.connectors.oauth import tokens
 from apps.engine import rest, runners, services
 from apps.engine.errors import EngineError
 from apps.engine.models import Execution, Status, Trigger
@@ -25,13 +24,6 @@ from apps.engine.models import Execution, Status, Trigger
 BASE = "https://ext.example.com/pom"
 TOKEN_URL = "https://auth.example.com/oauth/token"
 SECRET = "s3cr3t-Value-Never-Shown"
-
-
-@pytest.fixture(autouse=True)
-def fresh_tokens():
-    tokens.clear()
-    yield
-    tokens.clear()
 
 
 @pytest.fixture

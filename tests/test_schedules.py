@@ -10,7 +10,6 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.utils import timezone
 
 from apps.catalog.models import Concurrency, Flow
 from apps.engine.models import Execution, Status, Trigger

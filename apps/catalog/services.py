@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
-from django.utils import timezone
 
 from apps.catalog.models import Application, JobType, JobTypeEnvironment
 

@@ -20,7 +20,6 @@ from django.db import connection, transaction
 from django.db.models import Case, F, TextField, Value, When
 from django.utils import timezone
 
-from apps.catalog import params
 from apps.catalog.models import JobType
 from apps.connectors.client import CallFailed, Endpoint, describe, request
 from apps.engine import services
