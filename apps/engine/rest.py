@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, F, TextField, Value, When
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from apps.catalog.models import JobType
 from apps.connectors.client import CallFailed, Endpoint, describe, request
@@ -122,12 +123,12 @@ def claim_due_polls(limit: int = 5000, batch_size: int | None = None) -> int:
         if not due:
             return 0
         Execution.objects.filter(pk__in=due).update(next_check_at=now + lease)
-    from django_q.tasks import async_task
-
     # Batches of at most POLL_BATCH_SIZE, of even sizes, so that the workers finish together.
     batches = math.ceil(len(due) / (batch_size or _setting("POLL_BATCH_SIZE")))
+    broker = services.queue_broker()
     for index in range(batches):
-        async_task("apps.engine.tasks.poll_batch", due[index * len(due) // batches:(index + 1) * len(due) // batches])
+        async_task("apps.engine.tasks.poll_batch", due[index * len(due) // batches:(index + 1) * len(due) // batches],
+                   broker=broker)
     return len(due)
 
 
