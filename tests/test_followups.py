@@ -131,3 +131,12 @@ def test_a_job_type_url_must_be_http(field, value):
     with pytest.raises(ValidationError) as refused:
         job_type.clean()
     assert "is not an http(s) URL" in refused.value.message_dict[field][0]
+
+
+@pytest.mark.django_db
+def test_the_api_log_tail_counts_offsets_over_the_whole_output(execution, administrator):
+    from tests.conftest import token_client
+
+    stored(execution, b"".join(f"{i:04d}\n".encode() for i in range(1000)), 100).save()
+    body = token_client(administrator).get(f"/api/v1/executions/{execution.pk}/log?offset=4995").json()
+    assert (body["offset"], body["next_offset"], body["data"]) == (4995, 5000, "0999\n")

@@ -271,17 +271,17 @@ class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModel
     )
     @action(detail=True, methods=["get"])
     def log(self, request, pk=None):
-        """The stored log from byte `offset` on, for tailing: call again with `next_offset`."""
+        """The log from byte `offset` of the job's output on, for tailing: call again with `next_offset`.
+        Offsets count the whole output, so they keep growing after the middle of a long log is elided."""
         execution = self.get_object()
         raw = request.query_params.get("offset", "0")
         # ASCII digits only: str.isdigit() admits "²", which int() refuses.
         if not OFFSET.fullmatch(raw):
             raise ValidationError({"offset": f"{raw[:40]!r} is not a byte offset (a whole number, 0 or more)."})
-        data = execution.log.encode()
         # Past the end is the end; the digit cap spares int() a number of thousands of digits.
-        offset = len(data) if len(raw.lstrip("0")) > 18 else min(int(raw), len(data))
-        return Response({"offset": offset, "next_offset": len(data),
-                         "data": data[offset:].decode("utf-8", errors="replace"),
+        requested = 2**63 if len(raw.lstrip("0")) > 18 else int(raw)
+        data, next_offset = execution.log_since(requested)
+        return Response({"offset": min(requested, next_offset), "next_offset": next_offset, "data": data,
                          "status": execution.status, "complete": not execution.is_active})
 
 
