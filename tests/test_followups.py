@@ -95,7 +95,7 @@ def test_trigger_task_wait_follows_the_retries_to_the_final_outcome(make_job, sy
 def test_a_time_zone_that_is_not_a_zone_is_refused_not_crashed_on(zone):
     from django.core.exceptions import ValidationError
 
-    from apps.scheduling.models import validate_timezone
+    from apps.catalog.validators import timezone_name as validate_timezone
 
     with pytest.raises(ValidationError, match="Unknown time zone"):
         validate_timezone(zone)
@@ -129,7 +129,7 @@ def test_a_job_type_url_must_be_http(field, value):
 
     job_type = JobType(name="EXT", start_path="/s", status_path="/t", **{field: value})
     with pytest.raises(ValidationError) as refused:
-        job_type.clean()
+        job_type.full_clean()
     assert "is not an http(s) URL" in refused.value.message_dict[field][0]
 
 

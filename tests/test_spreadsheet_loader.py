@@ -251,7 +251,8 @@ def test_it_reports_a_custom_type_named_like_a_built_in_one():
 
 def test_it_reports_a_bad_url():
     assert problems(broken("Job Types", 2, "URL", "ftp://files.example.com")) == [
-        'Sheet "Job Types", row 2, column "URL", value "ftp://files.example.com": Not an http(s) URL.',
+        "Sheet \"Job Types\", row 2, column \"URL\", value \"ftp://files.example.com\": 'ftp://files.example.com' is not an "
+        "http(s) URL.",
     ]
 
 

@@ -14,7 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api.permissions import AdministratorsOnly, BatchRole
-from apps.catalog.models import JOB_NAME, JobDefinition
+from apps.catalog import validators
+from apps.catalog.models import JobDefinition
 from apps.engine import services
 from apps.engine.errors import EngineError
 from apps.engine.models import Execution, Status, Trigger
@@ -161,7 +162,7 @@ class TriggerBackgroundTask(EnvelopeView):
         },
     )
     def post(self, request, task_name: str):
-        if not JOB_NAME.regex.search(task_name):
+        if not validators.job_name.regex.search(task_name):
             # No job can have this name; asking the database (PostgreSQL refuses a NUL) is pointless.
             raise EngineError("TASK_NOT_FOUND", f"No job named {task_name[:100]!r}.")
         execution = services.trigger_by_name(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import zoneinfo
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
@@ -13,7 +12,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.agents.models import Agent
-from apps.catalog.models import APPLICATION_NAME, Application, JobDefinition, JobType, Process
+from apps.catalog import validators
+from apps.catalog.models import Application, JobDefinition, JobType, Process
 from apps.engine.models import Execution, Status
 from apps.scheduling import timing
 from apps.scheduling.models import Schedule
@@ -117,19 +117,9 @@ class TriggerSerializer(serializers.Serializer):
                                        help_text="key=value||key1=value1, overriding the job's defaults key by key.")
 
 
-def iana_zone(name: str) -> None:
-    # Also OSError: ZoneInfo("Europe") opens the tzdata *directory* (IsADirectoryError), which
-    # apps.scheduling.models.validate_timezone lets through.
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        raise serializers.ValidationError(
-            f"Unknown time zone {name[:64]!r}: use an IANA name such as Europe/London.") from None
-
-
 class ScheduleSerializer(ModelCleanMixin, PortableIntegers, serializers.ModelSerializer):
     job = ByName(queryset=JobDefinition.objects.all())
-    timezone = serializers.CharField(max_length=64, required=False, validators=[iana_zone],
+    timezone = serializers.CharField(max_length=64, required=False, validators=[validators.timezone_name],
                                      help_text="IANA name; the installation's zone when left out.")
     next_fire_times = serializers.SerializerMethodField()
 
@@ -230,7 +220,7 @@ class ConfigureSerializer(serializers.Serializer):
 
     def validate_job_types(self, job_types: dict) -> dict:
         # The keys name job types; DictField checks only the values.
-        unknown = [name for name in job_types if not APPLICATION_NAME.regex.search(name)]
+        unknown = [name for name in job_types if not validators.application_name.regex.search(name)]
         if unknown:
             raise serializers.ValidationError(f"Not a job type name: {', '.join(repr(n[:64]) for n in unknown)}.")
         return job_types

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator, URLValidator
+from django.core.validators import MinValueValidator
 from django.db import models
 
-from apps.catalog import params
-
-APPLICATION_NAME = RegexValidator(r"^[A-Za-z0-9_-]{1,64}$", "Use 1–64 letters, digits, '_' or '-'.")
-HTTP_URL = URLValidator(schemes=["http", "https"])
-JOB_NAME = RegexValidator(r"^[A-Za-z0-9_.-]{1,100}$", "Use 1–100 letters, digits, '_', '.' or '-'.")
+from apps.catalog import validators
 
 
 class Application(models.Model):
-    name = models.CharField(max_length=64, unique=True, validators=[APPLICATION_NAME])
+    name = models.CharField(max_length=64, unique=True, validators=[validators.application_name])
     description = models.TextField(blank=True)
     throttle_limit = models.PositiveIntegerField(
         default=0, help_text="Most executions of this application's jobs RUNNING at once; 0 = unlimited."
@@ -66,9 +62,9 @@ class JobType(models.Model):
 
     BUILTIN = ("EXEC", "PYTHON", "DUMMY")
 
-    name = models.CharField(max_length=64, unique=True, validators=[APPLICATION_NAME])
+    name = models.CharField(max_length=64, unique=True, validators=[validators.application_name])
     description = models.TextField(blank=True)
-    url = models.CharField("base URL", max_length=500, blank=True)
+    url = models.CharField("base URL", max_length=500, blank=True, validators=[validators.http_url])
     start_path = models.CharField(max_length=300)
     status_path = models.CharField(max_length=300)
     restart_path = models.CharField(max_length=300, blank=True)
@@ -78,7 +74,7 @@ class JobType(models.Model):
     scope = models.CharField(max_length=300, blank=True)
     poll_interval_seconds = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1)])
     request_timeout_seconds = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)])
-    token_url = models.CharField(max_length=500, blank=True)
+    token_url = models.CharField(max_length=500, blank=True, validators=[validators.http_url])
     client_id = models.CharField(max_length=200, blank=True)
     # Write-only: holds the secret encrypted, never the plain text.
     client_secret_encrypted = models.TextField(blank=True, editable=False)
@@ -100,13 +96,6 @@ class JobType(models.Model):
         errors = {}
         if self.name in self.BUILTIN:
             errors["name"] = f"{self.name} is a built-in job type."
-        for field in ("url", "token_url"):
-            value = getattr(self, field)
-            if value:
-                try:
-                    HTTP_URL(value)
-                except ValidationError:
-                    errors[field] = f"{value[:100]!r} is not an http(s) URL."
         if errors:
             raise ValidationError(errors)
 
@@ -151,7 +140,7 @@ class JobTypeEnvironment(models.Model):
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="job_type_environments")
     job_type = models.ForeignKey(JobType, on_delete=models.CASCADE, related_name="environments")
-    url = models.CharField("base URL", max_length=500, blank=True)
+    url = models.CharField("base URL", max_length=500, blank=True, validators=[validators.http_url])
     scope = models.CharField(max_length=300, blank=True)
 
     class Meta:
@@ -175,7 +164,7 @@ class JobDefinitionQuerySet(models.QuerySet):
 
 
 class JobDefinition(models.Model):
-    name = models.CharField(max_length=100, unique=True, validators=[JOB_NAME])
+    name = models.CharField(max_length=100, unique=True, validators=[validators.job_name])
     application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="jobs")
     process = models.ForeignKey(Process, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
     sequence = models.PositiveIntegerField(default=0)
@@ -185,7 +174,7 @@ class JobDefinition(models.Model):
     command = models.TextField(
         blank=True, help_text="EXEC: a shell command. PYTHON: the name of a registered task."
     )
-    parameters = models.TextField(blank=True, validators=[params.validate], help_text="key=value||key1=value1")
+    parameters = models.TextField(blank=True, validators=[validators.parameters], help_text="key=value||key1=value1")
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
     max_retries = models.PositiveIntegerField(default=0)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import transaction
 
+from apps.catalog import validators
 from apps.catalog.models import Application, JobType, JobTypeEnvironment
-
-_url = URLValidator(schemes=["http", "https"])
 
 
 def configure_environment(application: Application, job_types: dict[str, dict[str, str]]) -> list[JobTypeEnvironment]:
@@ -30,9 +28,9 @@ def configure_environment(application: Application, job_types: dict[str, dict[st
             continue
         if values.get("url"):
             try:
-                _url(values["url"])
-            except ValidationError:
-                errors.append(f"{name}: {values['url']!r} is not an http(s) URL.")
+                validators.http_url(values["url"])
+            except ValidationError as exc:
+                errors.append(f"{name}: {exc.messages[0]}")
     if errors:
         raise ValidationError(errors)
     saved = []

@@ -3,7 +3,6 @@ the rules that belong to one schedule live here; firing is services.py."""
 
 from __future__ import annotations
 
-import zoneinfo
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -12,18 +11,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.catalog.validators import timezone_name
 from apps.scheduling import timing
 
 
 def default_timezone() -> str:
     return settings.TIME_ZONE
-
-
-def validate_timezone(name: str) -> None:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory
-        raise ValidationError(f"Unknown time zone {name!r}: use an IANA name such as Europe/London.") from None
 
 
 class Kind(models.TextChoices):
@@ -50,7 +43,7 @@ class Schedule(models.Model):
     start_at = models.DateTimeField(null=True, blank=True)
     end_at = models.DateTimeField(null=True, blank=True)
     repeats = models.PositiveIntegerField(default=0, help_text="0 = forever.")
-    timezone = models.CharField(max_length=64, default=default_timezone, validators=[validate_timezone])
+    timezone = models.CharField(max_length=64, default=default_timezone, validators=[timezone_name])
     misfire = models.CharField(max_length=10, choices=Misfire.choices, default=Misfire.SKIP)
     active = models.BooleanField(default=True)
     extra = models.TextField(blank=True)
@@ -109,7 +102,7 @@ class Schedule(models.Model):
 
     def _zone_ok(self) -> bool:
         try:
-            validate_timezone(self.timezone)
+            timezone_name(self.timezone)
         except ValidationError:
             return False
         return True

@@ -33,13 +33,13 @@ from typing import Callable
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.core.validators import URLValidator
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from apps.catalog import params
 from apps.catalog.models import Application, Concurrency, Flow, JobDefinition, JobType, Process
-from apps.scheduling.models import Kind, Misfire, Schedule, validate_timezone
+from apps.catalog.validators import timezone_name
+from apps.scheduling.models import Kind, Misfire, Schedule
 from apps.spreadsheet import cells
 from apps.spreadsheet.cells import CellError
 from apps.spreadsheet.layout import APPLICATIONS, DEPENDENCIES, JOB_TYPES, JOBS, SCHEDULES, SHEETS, Sheet
@@ -53,7 +53,6 @@ PROGRESS_EVERY = 1000
 INACTIVE_REASON = "made inactive by a spreadsheet load"
 BATCH = 500
 
-_url = URLValidator(schemes=["http", "https"])
 _INVALID = object()  # a cell that failed its conversion (its problem is recorded)
 # Schedule.clean() needs a target id; a job or flow this workbook creates has none yet.
 _NOT_YET_SAVED = -1
@@ -385,11 +384,6 @@ class _Planner:
                 continue
             seen[name] = row.number
             values = self._values(plan, sheet, row, JOB_TYPE_CELLS)
-            if values.get("url"):
-                try:
-                    _url(values["url"])
-                except ValidationError:
-                    self._error(plan, sheet, row, "url", "Not an http(s) URL.")
             existing = self.types.get(name)
             job_type = existing or JobType(name=name)
             changed = self._assign(plan, sheet, job_type, values, creating=existing is None)
@@ -698,7 +692,7 @@ class _Planner:
         zone = self._cell(plan, sheet, row, "timezone", cells.text)
         if zone:
             try:
-                validate_timezone(zone)
+                timezone_name(zone)
             except ValidationError as exc:
                 self._error(plan, sheet, row, "timezone", " ".join(exc.messages))
                 zone = _INVALID
