@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.catalog.models import Concurrency
-from apps.engine.errors import ALREADY_RUNNING_MESSAGE
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
 from apps.scheduling.models import Schedule
 from tests.conftest import race, token_client
@@ -126,7 +126,7 @@ class TestTheTrigger:
         assert response.status_code == 400
         body = response.json()
         assert_envelope(body, "api.backgroundtasks.trigger", err="JOB_ALREADY_RUNNING", response_code="CLIENT_ERROR")
-        assert body["params"]["errmsg"] == ALREADY_RUNNING_MESSAGE
+        assert body["params"]["errmsg"] == "Job currently in running state, please try after sometime"
         assert body["result"] == {}
         assert Execution.objects.filter(job=job).count() == 1
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.catalog.models import Application, Concurrency, Flow, JobDefinition, JobType, Process
-from apps.engine.errors import ALREADY_RUNNING_MESSAGE
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
 from apps.scheduling.models import Schedule
 from tests.conftest import token_client
@@ -234,7 +234,7 @@ class TestExecutionsOfAJob:
         assert api.post("/api/v1/jobs/extract/executions", {}, format="json").status_code == 201
         response = api.post("/api/v1/jobs/extract/executions", {}, format="json")
         assert response.status_code == 409
-        assert response.json() == {"error": "JOB_ALREADY_RUNNING", "detail": ALREADY_RUNNING_MESSAGE}
+        assert response.json() == {"error": "JOB_ALREADY_RUNNING", "detail": ErrorCode.JOB_ALREADY_RUNNING.message}
         assert Execution.objects.count() == 1
 
     @pytest.mark.parametrize(("fields", "body", "status", "code"), [

@@ -9,7 +9,7 @@ import pytest
 
 from apps.catalog.models import Concurrency
 from apps.engine import services
-from apps.engine.errors import ALREADY_RUNNING_MESSAGE, EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status
 from tests.conftest import race, wait_for
 
@@ -20,10 +20,10 @@ def test_it_admits_one_execution_of_simultaneous_forbid_triggers(make_job, count
     job = make_job("exclusive", concurrency=Concurrency.FORBID)
     results = race(count, lambda i: services.trigger(job))
     executions = [r for r in results if isinstance(r, Execution)]
-    refused = [r for r in results if isinstance(r, EngineError)]
+    refused = [r for r in results if isinstance(r, BatchError)]
     assert len(executions) == 1, results
     assert len(refused) == count - 1
-    assert {(e.code, e.message) for e in refused} == {("JOB_ALREADY_RUNNING", ALREADY_RUNNING_MESSAGE)}
+    assert {(e.code, e.message) for e in refused} == {("JOB_ALREADY_RUNNING", ErrorCode.JOB_ALREADY_RUNNING.message)}
     assert Execution.objects.filter(job=job).count() == 1
 
 

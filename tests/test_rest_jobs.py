@@ -18,7 +18,7 @@ from django.utils import timezone
 from apps.catalog.models import Flow, JobType, Process
 from apps.catalog.services import run_system_check
 from apps.engine import rest, runners, services
-from apps.engine.errors import EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
 
 BASE = "https://ext.example.com/pom"
@@ -255,7 +255,7 @@ def test_kill_is_refused_when_the_type_defines_no_kill(api, rest_job, job_type):
     job_type.save()
     api.post(f"{BASE}/start", json={"executionId": "X-13", "status": "RUNNING"})
     execution = start(rest_job)
-    with pytest.raises(EngineError) as refused:
+    with pytest.raises(BatchError) as refused:
         services.kill(execution, by="ops")
     assert refused.value.message == "Kill is not defined for job type MOCKTYPE"
     assert Execution.objects.get(pk=execution.pk).status == Status.RUNNING
@@ -265,7 +265,7 @@ def test_a_failed_kill_call_changes_nothing(api, rest_job):
     api.post(f"{BASE}/start", json={"executionId": "X-14", "status": "RUNNING"})
     api.post(f"{BASE}/kill", status=500)
     execution = start(rest_job)
-    with pytest.raises(EngineError) as refused:
+    with pytest.raises(BatchError) as refused:
         services.kill(execution, by="ops")
     assert refused.value.code == "KILL_FAILED"
     assert Execution.objects.get(pk=execution.pk).status == Status.RUNNING

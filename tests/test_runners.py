@@ -22,7 +22,7 @@ from apps.agents import services as agents
 from apps.agents.models import Agent, AgentKind, AgentStatus
 from apps.catalog.models import Application, Concurrency, JobType
 from apps.engine import services, tasks
-from apps.engine.errors import EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
 from apps.engine.registry import RegisteredTask, registry
 from apps.engine.signals import execution_failed
@@ -494,7 +494,7 @@ def test_it_refuses_to_kill_an_execution_that_has_ended(make_job, handed_out, st
     execution = services.trigger(make_job())
     Execution.objects.filter(pk=execution.pk).update(status=status, error="as it was")
     execution.refresh_from_db()
-    with pytest.raises(EngineError) as raised:
+    with pytest.raises(BatchError) as raised:
         services.kill(execution, by="ada")
     assert raised.value.code == "NOT_ACTIVE"
     assert raised.value.message == f"Execution {execution.pk} is {status}; only active executions can be killed."
@@ -508,7 +508,7 @@ def test_it_restarts_only_executions_in_error(make_job, handed_out, status):
     execution = services.trigger(make_job())
     Execution.objects.filter(pk=execution.pk).update(status=status)
     execution.refresh_from_db()
-    with pytest.raises(EngineError) as raised:
+    with pytest.raises(BatchError) as raised:
         services.restart(execution, by="bob")
     assert raised.value.code == "NOT_RESTARTABLE"
     assert "only executions in ERROR can be restarted" in raised.value.message

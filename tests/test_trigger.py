@@ -9,14 +9,14 @@ from django.utils import timezone
 
 from apps.catalog.models import Concurrency
 from apps.engine import services
-from apps.engine.errors import EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
 
 pytestmark = pytest.mark.django_db
 
 
-def refused(code: str, call, *args, **kwargs) -> EngineError:
-    with pytest.raises(EngineError) as raised:
+def refused(code: str, call, *args, **kwargs) -> BatchError:
+    with pytest.raises(BatchError) as raised:
         call(*args, **kwargs)
     assert raised.value.code == code, raised.value.message
     return raised.value

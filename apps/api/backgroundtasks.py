@@ -17,7 +17,7 @@ from apps.api.permissions import AdministratorsOnly, BatchRole
 from apps.catalog import validators
 from apps.catalog.models import JobDefinition
 from apps.engine import services
-from apps.engine.errors import EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
 from apps.scheduling.models import Schedule
 
@@ -63,7 +63,7 @@ class EnvelopeView(APIView):
             code, message = "UNAUTHORIZED", str(exc.detail)
         elif isinstance(exc, exceptions.PermissionDenied):
             code, message = "FORBIDDEN", str(exc.detail)  # the role's refusal, or "CSRF Failed: …"
-        elif isinstance(exc, EngineError):
+        elif isinstance(exc, BatchError):
             code, message = exc.code, exc.message
         elif isinstance(exc, (exceptions.ParseError, exceptions.UnsupportedMediaType)):
             code, message = "INVALID_PARAMETERS", f"The body must be empty or JSON {{\"parameters\": \"k=v||k2=v2\"}}: {exc.detail}"
@@ -164,7 +164,7 @@ class TriggerBackgroundTask(EnvelopeView):
     def post(self, request, task_name: str):
         if not validators.job_name.regex.search(task_name):
             # No job can have this name; asking the database (PostgreSQL refuses a NUL) is pointless.
-            raise EngineError("TASK_NOT_FOUND", f"No job named {task_name[:100]!r}.")
+            raise BatchError(ErrorCode.TASK_NOT_FOUND, f"No job named {task_name[:100]!r}.")
         execution = services.trigger_by_name(
             task_name, parameters=self._parameters(request), trigger=Trigger.API,
             triggered_by=request.user.get_username(),
@@ -177,12 +177,12 @@ class TriggerBackgroundTask(EnvelopeView):
             return ""
         data = request.data
         if not isinstance(data, dict):
-            raise EngineError("INVALID_PARAMETERS", "The body must be a JSON object: {\"parameters\": \"k=v||k2=v2\"}.")
+            raise BatchError(ErrorCode.INVALID_PARAMETERS, "The body must be a JSON object: {\"parameters\": \"k=v||k2=v2\"}.")
         parameters = data.get("parameters", "")
         if parameters is None:
             return ""
         if not isinstance(parameters, str):
-            raise EngineError("INVALID_PARAMETERS", f"parameters must be a string like \"k=v||k2=v2\", not {json.dumps(parameters)[:100]}.")
+            raise BatchError(ErrorCode.INVALID_PARAMETERS, f"parameters must be a string like \"k=v||k2=v2\", not {json.dumps(parameters)[:100]}.")
         if "\x00" in parameters:
-            raise EngineError("INVALID_PARAMETERS", "parameters must not contain null characters.")
+            raise BatchError(ErrorCode.INVALID_PARAMETERS, "parameters must not contain null characters.")
         return parameters

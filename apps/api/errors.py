@@ -10,32 +10,19 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from apps.engine.errors import EngineError
-
-ENGINE_STATUS = {
-    "TASK_NOT_FOUND": status.HTTP_404_NOT_FOUND,
-    "INVALID_PARAMETERS": status.HTTP_400_BAD_REQUEST,
-    "INVALID_JOB": status.HTTP_409_CONFLICT,
-    "JOB_DISABLED": status.HTTP_409_CONFLICT,
-    "JOB_ALREADY_RUNNING": status.HTTP_409_CONFLICT,
-    "NOT_ACTIVE": status.HTTP_409_CONFLICT,
-    "NOT_KILLABLE": status.HTTP_409_CONFLICT,
-    "KILL_FAILED": status.HTTP_409_CONFLICT,
-    "NOT_RESTARTABLE": status.HTTP_409_CONFLICT,
-    "NO_LOG": status.HTTP_409_CONFLICT,
-}
+from apps.errors import BatchError, ErrorCode
 
 DRF_CODES = [
-    (exceptions.NotAuthenticated, "UNAUTHORIZED"),
-    (exceptions.AuthenticationFailed, "UNAUTHORIZED"),
-    (exceptions.PermissionDenied, "FORBIDDEN"),
-    (exceptions.NotFound, "NOT_FOUND"),
-    (exceptions.MethodNotAllowed, "METHOD_NOT_ALLOWED"),
-    (exceptions.NotAcceptable, "NOT_ACCEPTABLE"),
-    (exceptions.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"),
-    (exceptions.ParseError, "MALFORMED_REQUEST"),
-    (exceptions.Throttled, "THROTTLED"),
-    (exceptions.ValidationError, "INVALID_INPUT"),
+    (exceptions.NotAuthenticated, ErrorCode.UNAUTHORIZED),
+    (exceptions.AuthenticationFailed, ErrorCode.UNAUTHORIZED),
+    (exceptions.PermissionDenied, ErrorCode.FORBIDDEN),
+    (exceptions.NotFound, ErrorCode.NOT_FOUND),
+    (exceptions.MethodNotAllowed, ErrorCode.METHOD_NOT_ALLOWED),
+    (exceptions.NotAcceptable, ErrorCode.NOT_ACCEPTABLE),
+    (exceptions.UnsupportedMediaType, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    (exceptions.ParseError, ErrorCode.MALFORMED_REQUEST),
+    (exceptions.Throttled, ErrorCode.THROTTLED),
+    (exceptions.ValidationError, ErrorCode.INVALID_INPUT),
 ]
 
 
@@ -49,16 +36,17 @@ def flatten(detail, prefix: str = "") -> list[str]:
     return [f"{prefix}{detail}"]
 
 
-def error_response(code: str, detail: str, http_status: int, fields=None) -> Response:
-    body = {"error": code, "detail": detail}
+def error_response(code: ErrorCode, detail: str | None = None, http_status: int | None = None,
+                   fields=None) -> Response:
+    body = {"error": str(code), "detail": detail or code.message}
     if fields is not None:
         body["fields"] = fields
-    return Response(body, status=http_status)
+    return Response(body, status=http_status or code.status)
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, EngineError):
-        return error_response(exc.code, exc.message, ENGINE_STATUS.get(exc.code, status.HTTP_400_BAD_REQUEST))
+    if isinstance(exc, BatchError):
+        return error_response(exc.code, exc.message)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     # Django's own exceptions, as DRF turns them into its own (which carry the `detail` read below).
@@ -67,16 +55,23 @@ def exception_handler(exc, context):
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(*exc.args)
     if isinstance(exc, ProtectedError):
-        return error_response("IN_USE", "It is still referenced (a job with executions, an application with "
-                              "jobs): disable it instead, or remove what refers to it first.", status.HTTP_409_CONFLICT)
+        return error_response(ErrorCode.IN_USE, in_use_detail(exc))
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    code = next((name for kind, name in DRF_CODES if isinstance(exc, kind)), "ERROR")
+    code = next((name for kind, name in DRF_CODES if isinstance(exc, kind)), ErrorCode.INVALID_INPUT)
     if isinstance(exc, exceptions.ValidationError):
         return error_response(code, "; ".join(flatten(exc.detail)), response.status_code, fields=exc.detail)
-    response.data = {"error": code, "detail": "; ".join(flatten(exc.detail))}
+    response.data = {"error": str(code), "detail": "; ".join(flatten(exc.detail))}
     return response
+
+
+def in_use_detail(exc: ProtectedError) -> str:
+    """Name up to 10 of what still refers to the object, so the operator knows where to look."""
+    blockers = list(exc.protected_objects)
+    named = ", ".join(f"{type(obj)._meta.verbose_name} {obj}" for obj in blockers[:10])
+    more = f" and {len(blockers) - 10} more" if len(blockers) > 10 else ""
+    return f"{ErrorCode.IN_USE.message} Still used by: {named}{more}."
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from apps.catalog import services as catalog_services
 from apps.catalog.models import Application, Flow, JobDefinition, JobType, JobTypeEnvironment, Process
 from apps.engine import services
-from apps.engine.errors import EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Trigger
 
 
@@ -172,7 +172,7 @@ class JobDefinitionAdmin(admin.ModelAdmin):
             try:
                 execution = services.trigger(job, parameters=request.POST.get("parameters", ""),
                                              trigger=Trigger.MANUAL, triggered_by=request.user.get_username())
-            except EngineError as exc:
+            except BatchError as exc:
                 error = f"{exc.code}: {exc.message}"
             else:
                 self.message_user(request, f"Triggered {job.name}: execution {execution.pk}.")
@@ -188,7 +188,7 @@ class JobDefinitionAdmin(admin.ModelAdmin):
             try:
                 execution = services.trigger(job, trigger=Trigger.MANUAL, triggered_by=request.user.get_username())
                 started.append(f"{job.name} (#{execution.pk})")
-            except EngineError as exc:
+            except BatchError as exc:
                 refused.append(f"{job.name}: {exc.message}")
         if started:
             self.message_user(request, f"Triggered {len(started)}: {', '.join(started)}.")

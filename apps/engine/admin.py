@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from apps.engine import rest, services
-from apps.engine.errors import EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status
 
 STATUS_COLOURS = {
@@ -110,7 +110,7 @@ class ExecutionAdmin(admin.ModelAdmin):
             try:
                 operation(execution)
                 done.append(f"#{execution.pk}")
-            except EngineError as exc:
+            except BatchError as exc:
                 refused.append(f"#{execution.pk}: {exc.message}")
         if done:
             self.message_user(request, f"{verb} {len(done)} executions: {', '.join(done)}.")

@@ -24,7 +24,7 @@ from django_q.tasks import async_task
 from apps.catalog.models import JobType
 from apps.connectors.client import CallFailed, Endpoint, describe, request
 from apps.engine import services
-from apps.engine.errors import EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.logbuffer import BoundedLog
 from apps.engine.models import Execution, Status
 
@@ -280,13 +280,13 @@ def kill(execution: Execution, by: str) -> Execution:
     """Call Kill, then end the execution in ERROR; refused when the type defines no Kill."""
     endpoint = endpoint_of(execution)
     if not endpoint.defines("kill"):
-        raise EngineError("NOT_KILLABLE", f"Kill is not defined for job type {endpoint.name}")
+        raise BatchError(ErrorCode.NOT_KILLABLE, f"Kill is not defined for job type {endpoint.name}")
     if not execution.external_execution_id:
-        raise EngineError("NOT_KILLABLE", f"Execution {execution.pk} has no external execution to kill yet; try again.")
+        raise BatchError(ErrorCode.NOT_KILLABLE, f"Execution {execution.pk} has no external execution to kill yet; try again.")
     try:
         request(endpoint, "kill", "POST", body=identity(execution))
     except CallFailed as exc:
-        raise EngineError("KILL_FAILED", f"Kill failed, the execution is unchanged: {exc.reason}") from None
+        raise BatchError(ErrorCode.KILL_FAILED, f"Kill failed, the execution is unchanged: {exc.reason}") from None
     _end(execution, Status.ERROR, error=f"killed by {by}", fetch_from=endpoint, retry=False)
     execution.refresh_from_db()
     return execution
@@ -318,7 +318,7 @@ def refresh_log(execution: Execution) -> Execution:
     """Fetch the external log now and store it with the execution (the on-demand Log call)."""
     text = fetch_log(execution)
     if text is None:
-        raise EngineError("NO_LOG", f"Log is not defined for job type {execution.job.job_type}, or nothing started.")
+        raise BatchError(ErrorCode.NO_LOG, f"Log is not defined for job type {execution.job.job_type}, or nothing started.")
     Execution.objects.filter(pk=execution.pk).update(log=text, log_bytes=len(text.encode()))
     execution.refresh_from_db()
     return execution

@@ -26,7 +26,7 @@ from django_q.tasks import async_task
 from apps.agents.models import Agent, AgentStatus
 from apps.catalog import params
 from apps.catalog.models import Application, Concurrency, JobDefinition
-from apps.engine.errors import ALREADY_RUNNING_MESSAGE, EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import ACTIVE, PENDING, Execution, Status, Trigger
 from apps.engine.signals import execution_failed
 
@@ -43,7 +43,7 @@ def find_job(name: str) -> JobDefinition:
     try:
         return JobDefinition.objects.select_related("application").get(name=name)
     except JobDefinition.DoesNotExist:
-        raise EngineError("TASK_NOT_FOUND", f"No job named {name!r}.") from None
+        raise BatchError(ErrorCode.TASK_NOT_FOUND, f"No job named {name!r}.") from None
 
 
 def trigger(
@@ -56,17 +56,17 @@ def trigger(
 ) -> Execution:
     """Create a LOADED execution and hand it to a worker as soon as the transaction commits."""
     if not job.enabled:
-        raise EngineError("JOB_DISABLED", f"Job {job.name} is disabled.")
+        raise BatchError(ErrorCode.JOB_DISABLED, f"Job {job.name} is disabled.")
     if not job.application.enabled:
-        raise EngineError("JOB_DISABLED", f"Application {job.application.name} is disabled.")
+        raise BatchError(ErrorCode.JOB_DISABLED, f"Application {job.application.name} is disabled.")
     try:
         merged = params.merge(job.parameters, parameters)
     except ValidationError as exc:
-        raise EngineError("INVALID_PARAMETERS", exc.messages[0]) from None
+        raise BatchError(ErrorCode.INVALID_PARAMETERS, exc.messages[0]) from None
     try:
         job.clean()
     except ValidationError as exc:
-        raise EngineError("INVALID_JOB", f"Job {job.name} cannot run: {' '.join(exc.messages)}") from None
+        raise BatchError(ErrorCode.INVALID_JOB, f"Job {job.name} cannot run: {' '.join(exc.messages)}") from None
 
     with transaction.atomic():
         if job.concurrency == Concurrency.REPLACE:
@@ -103,7 +103,7 @@ def _create(job: JobDefinition, **fields) -> Execution:
             )
     except IntegrityError:
         # The partial unique index on active forbid executions refused a second one.
-        raise EngineError("JOB_ALREADY_RUNNING", ALREADY_RUNNING_MESSAGE) from None
+        raise BatchError(ErrorCode.JOB_ALREADY_RUNNING, ErrorCode.JOB_ALREADY_RUNNING.message) from None
 
 
 _broker: tuple[int, object] | None = None
@@ -263,7 +263,7 @@ def kill(execution: Execution, *, by: str) -> Execution:
             return execution
         execution.refresh_from_db()
     if execution.status != Status.RUNNING:
-        raise EngineError(
+        raise BatchError(
             "NOT_ACTIVE", f"Execution {execution.pk} is {execution.status}; only active executions can be killed."
         )
     if execution.job.is_custom:
@@ -278,7 +278,7 @@ def kill(execution: Execution, *, by: str) -> Execution:
 def restart(execution: Execution, *, by: str) -> Execution:
     """A new execution of a failed one, with its parameters (SPEC §2: only ERROR restarts)."""
     if execution.status != Status.ERROR:
-        raise EngineError(
+        raise BatchError(
             "NOT_RESTARTABLE", f"Execution {execution.pk} is {execution.status}; only executions in ERROR can be restarted."
         )
     return trigger(

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.engine import services as engine
-from apps.engine.errors import EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Trigger
 from apps.scheduling import timing
 from apps.scheduling.models import FiredSlot, Misfire, Outcome, Schedule
@@ -127,7 +127,7 @@ def _fire_slot(schedule: Schedule, slot: datetime) -> int:
         return 0  # this slot was fired already
     try:
         execution = engine.trigger(schedule.job, trigger=Trigger.SCHEDULE, triggered_by=f"schedule {schedule.pk}")
-    except EngineError as exc:
+    except BatchError as exc:
         # A forbid job still running, a disabled job: recorded with its reason, never dropped.
         FiredSlot.objects.filter(pk=ledger.pk).update(outcome=Outcome.SKIPPED, reason=f"{exc.code}: {exc.message}"[:300])
         log.info("schedule %s slot %s skipped: %s", schedule.pk, slot, exc.message)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from apps.agents.models import Agent, AgentKind, AgentStatus
 from apps.engine import services
-from apps.engine.errors import EngineError
+from apps.errors import BatchError, ErrorCode
 from apps.engine.models import TERMINAL, Execution, Status, Trigger
 
 
@@ -29,7 +29,7 @@ class Command(BaseCommand):
             execution = services.trigger_by_name(
                 name, parameters="||".join(param), trigger=Trigger.CLI, triggered_by=f"cli:{getpass.getuser()}"
             )
-        except EngineError as exc:
+        except BatchError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
         self.stdout.write(f"Execution {execution.pk} of {name} is {execution.status} ({execution.agent_execution_id}).")
         if not Agent.objects.filter(kind=AgentKind.CLUSTER).exclude(status=AgentStatus.OFFLINE).exists():
