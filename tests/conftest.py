@@ -223,8 +223,8 @@ def engine_up(processes):
 def handed_out(monkeypatch) -> list[int]:
     """The execution ids the engine hands to the queue, recorded instead of queued: a test then
     runs them itself with `apps.engine.tasks.start_execution`."""
-    from apps.engine import services
+    from apps.engine import lifecycle
 
     ids: list[int] = []
-    monkeypatch.setattr(services, "hand_out", lambda execution_ids: ids.extend(execution_ids))
+    monkeypatch.setattr(lifecycle, "hand_out", lambda execution_ids: ids.extend(execution_ids))
     return ids

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from apps.catalog.models import Concurrency
-from apps.engine import services
+from apps.engine import lifecycle, services
 from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status
 from tests.conftest import race, wait_for
@@ -31,7 +31,7 @@ def test_it_admits_one_execution_of_simultaneous_forbid_triggers(make_job, count
 def test_it_starts_one_of_many_simultaneous_claims_in_a_lock_group(make_job):
     jobs = [make_job(f"ledger_{i}", lock_group="ledger", concurrency=Concurrency.ALLOW) for i in range(8)]
     pending = [services.trigger(job) for job in jobs]
-    results = race(len(pending), lambda i: services.claim(pending[i].pk, None))
+    results = race(len(pending), lambda i: lifecycle.claim(pending[i].pk, None))
     assert len([r for r in results if isinstance(r, Execution)]) == 1, results
     assert Execution.objects.filter(status=Status.RUNNING).count() == 1
     waiting = Execution.objects.filter(status=Status.WAITING)

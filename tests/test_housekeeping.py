@@ -12,7 +12,7 @@ from django_q.models import Task
 from apps.agents.models import Agent, AgentKind, AgentStatus
 from apps.engine import batch_tasks, services, tasks
 from apps.engine.models import Execution, Status
-from apps.engine.registry import registry
+from apps.catalog.registry import registry
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from apps.catalog.models import Flow, JobType, Process
-from apps.catalog.services import run_system_check
-from apps.engine import rest, runners, services
+from apps.engine import polling, services
 from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
 
@@ -50,13 +49,27 @@ def api():
         yield mock
 
 
+# Every test commits, and the queue runs each task at once in this process: a trigger's start
+# task runs when it commits, and the dispatcher's poll step runs its poll batch (whose threads
+# have their own database connections, which see only what was committed).
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def queue_runs_tasks_at_once(sync_queue) -> None:
+    pass
+
+
 def start(job, **trigger_kwargs) -> Execution:
-    """Trigger, claim and run the start step as a worker would; return the stored execution."""
+    """Trigger; the start task runs as a worker would. Returns the stored execution."""
     execution = services.trigger(job, **trigger_kwargs)
-    claimed = services.claim(execution.pk, None)
-    assert claimed is not None
-    runners.run(claimed)
     return Execution.objects.select_related("job", "application").get(pk=execution.pk)
+
+
+def poll(execution: Execution) -> None:
+    """Make the execution's next poll due and let the dispatcher's step poll it (one Status call)."""
+    Execution.objects.filter(pk=execution.pk).update(next_check_at=timezone.now())
+    assert polling.claim_due_polls() == 1
 
 
 def calls_to(mock, path: str) -> list:
@@ -92,14 +105,14 @@ def test_it_polls_status_with_the_contract_query_until_completed_and_stores_the_
     api.post(f"{BASE}/start", json={"executionId": "X-3", "status": "RUNNING"})
     api.get(f"{BASE}/status", json={"executionId": "X-3", "status": "RUNNING", "executionInfo": "50%"})
     execution = start(rest_job)
-    rest.poll(execution)
+    poll(execution)
     query = parse_qs(urlparse(calls_to(api, "/status")[0].request.url).query)
     assert query == {"processName": ["extract_sales"], "jobName": ["extract_sales"], "executionId": ["X-3"]}
     assert Execution.objects.get(pk=execution.pk).execution_info == "50%"
 
     api.replace(responses.GET, f"{BASE}/status", json={"executionId": "X-3", "status": "COMPLETED"})
     api.get(f"{BASE}/log", body="line 1\nline 2\nall done\n")
-    rest.poll(Execution.objects.select_related("job", "application").get(pk=execution.pk))
+    poll(execution)
     done = Execution.objects.get(pk=execution.pk)
     assert done.status == Status.COMPLETED
     assert done.log == "line 1\nline 2\nall done\n"
@@ -116,7 +129,7 @@ def test_it_reuses_one_token_across_executions_and_refetches_once_after_a_401(ap
     api.get(f"{BASE}/status", status=401)
     api.get(f"{BASE}/status", json={"executionId": "X-4", "status": "RUNNING"})
     execution = Execution.objects.select_related("job", "application").get(job=rest_job)
-    rest.poll(execution)
+    poll(execution)
     assert len(calls_to(api, "/oauth/token")) == 2
     statuses = calls_to(api, "/status")
     assert [c.request.headers["Authorization"] for c in statuses] == ["Bearer tok-1", "Bearer tok-2"]
@@ -168,7 +181,7 @@ def test_it_treats_an_unknown_status_as_running_and_logs_it(api, rest_job):
     api.post(f"{BASE}/start", json={"executionId": "X-6", "status": "RUNNING"})
     api.get(f"{BASE}/status", json={"executionId": "X-6", "status": "PENDING"})
     execution = start(rest_job)
-    rest.poll(execution)
+    poll(execution)
     polled = Execution.objects.get(pk=execution.pk)
     assert polled.status == Status.RUNNING
     assert "unknown status 'PENDING'" in polled.log
@@ -184,12 +197,12 @@ def test_it_backs_off_on_transient_status_failures_and_ends_in_error_at_the_limi
     delays = []
     for _ in range(2):
         before = timezone.now()
-        rest.poll(Execution.objects.select_related("job", "application").get(pk=execution.pk))
+        poll(execution)
         polled = Execution.objects.get(pk=execution.pk)
         assert polled.status == Status.RUNNING
         delays.append(round((polled.next_check_at - before).total_seconds()))
     assert delays == [10, 20]  # poll interval 5 s × 2^failures
-    rest.poll(Execution.objects.select_related("job", "application").get(pk=execution.pk))
+    poll(execution)
     ended = Execution.objects.get(pk=execution.pk)
     assert ended.status == Status.ERROR
     assert ended.error.startswith("status polling failed 3 times in a row: status: no answer")
@@ -200,9 +213,9 @@ def test_a_successful_poll_resets_the_failure_count(api, rest_job):
     execution = start(rest_job)
     api.get(f"{BASE}/status", status=502)
     api.get(f"{BASE}/status", json={"executionId": "X-8", "status": "RUNNING"})
-    rest.poll(execution)
+    poll(execution)
     assert Execution.objects.get(pk=execution.pk).poll_failures == 1
-    rest.poll(Execution.objects.select_related("job", "application").get(pk=execution.pk))
+    poll(execution)
     assert Execution.objects.get(pk=execution.pk).poll_failures == 0
 
 
@@ -211,14 +224,12 @@ def test_it_ends_in_error_when_the_external_job_fails_and_restarts_with_the_fail
     api.get(f"{BASE}/status", json={"executionId": "X-9", "status": "ERROR", "executionInfo": "bad input file"})
     api.get(f"{BASE}/log", body="failed at line 7\n")
     execution = start(rest_job)
-    rest.poll(execution)
+    poll(execution)
     failed = Execution.objects.get(pk=execution.pk)
     assert (failed.status, failed.error, failed.log) == (Status.ERROR, "bad input file", "failed at line 7\n")
 
     api.post(f"{BASE}/restart", json={"executionId": "X-10", "status": "RUNNING"})
     restarted = services.restart(failed, by="ops")
-    assert services.claim(restarted.pk, None)
-    runners.run(Execution.objects.get(pk=restarted.pk))
     body = json.loads(calls_to(api, "/restart")[0].request.body)
     assert body["executionId"] == "X-9"
     assert body["jobName"] == "extract_sales" and body["agentExecutionId"] == str(restarted.agent_execution_id)
@@ -232,9 +243,7 @@ def test_restart_falls_back_to_start_when_the_type_defines_no_restart(api, rest_
     api.post(f"{BASE}/start", json={"executionId": "X-11", "status": "ERROR"})
     failed = start(rest_job)
     assert failed.status == Status.ERROR
-    restarted = services.restart(failed, by="ops")
-    services.claim(restarted.pk, None)
-    runners.run(Execution.objects.get(pk=restarted.pk))
+    services.restart(failed, by="ops")
     assert len(calls_to(api, "/start")) == 2
     assert "executionId" not in json.loads(calls_to(api, "/start")[1].request.body)
 
@@ -278,7 +287,7 @@ def test_it_kills_and_ends_a_run_past_its_timeout(api, rest_job):
     api.post(f"{BASE}/kill", json={})
     execution = start(rest_job)
     Execution.objects.filter(pk=execution.pk).update(started_at=timezone.now() - timedelta(seconds=61))
-    rest.poll(Execution.objects.select_related("job", "application").get(pk=execution.pk))
+    poll(execution)
     ended = Execution.objects.get(pk=execution.pk)
     assert (ended.status, ended.error) == (Status.ERROR, "timeout")
     assert len(calls_to(api, "/kill")) == 1
@@ -288,13 +297,13 @@ def test_the_log_can_be_fetched_on_demand(api, rest_job):
     api.post(f"{BASE}/start", json={"executionId": "X-16", "status": "RUNNING"})
     api.get(f"{BASE}/log", body="halfway\n")
     execution = start(rest_job)
-    assert rest.refresh_log(execution).log == "halfway\n"
+    assert services.fetch_log(execution).log == "halfway\n"
 
 
 @pytest.mark.parametrize("status, up", [(200, True), (204, True), (201, False), (500, False)])
 def test_the_system_check_is_up_only_on_200_or_204(api, job_type, status, up):
     api.get(f"{BASE}/health", status=status)
-    result = run_system_check(job_type)
+    result = services.system_check(job_type)
     assert (result.up, result.status_code) == (up, status)
     job_type.refresh_from_db()
     assert job_type.last_check_up is up
@@ -302,7 +311,7 @@ def test_the_system_check_is_up_only_on_200_or_204(api, job_type, status, up):
 
 def test_the_system_check_is_down_when_nothing_answers(api, job_type):
     api.get(f"{BASE}/health", body=requests.ConnectionError("refused"))
-    result = run_system_check(job_type)
+    result = services.system_check(job_type)
     assert not result.up and "cannot connect" in result.error
 
 
@@ -373,7 +382,6 @@ def test_the_admin_stores_a_new_secret_encrypted_and_keeps_it_when_left_blank(ad
     assert "rotated-secret" not in job_type.client_secret_encrypted
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_poll_batch_polls_its_executions_concurrently_and_skips_finished_ones(api, make_job, job_type):
     for i in range(6):
         api.post(f"{BASE}/start", json={"executionId": f"B-{i}", "status": "RUNNING"})
@@ -381,11 +389,10 @@ def test_a_poll_batch_polls_its_executions_concurrently_and_skips_finished_ones(
     api.get(f"{BASE}/status", json={"status": "COMPLETED"})
     api.get(f"{BASE}/log", body="ok\n")
     Execution.objects.filter(pk=executions[0].pk).update(status=Status.COMPLETED)
-    assert rest.poll_batch([e.pk for e in executions]) == 5
+    assert polling.poll_batch([e.pk for e in executions]) == 5
     assert Execution.objects.filter(status=Status.COMPLETED).count() == 6
 
 
-@pytest.mark.django_db(transaction=True)
 def test_the_dispatcher_hands_out_only_due_polls_and_moves_their_lease(api, make_job, job_type, monkeypatch):
     from django_q.conf import Conf
 
@@ -395,6 +402,6 @@ def test_the_dispatcher_hands_out_only_due_polls_and_moves_their_lease(api, make
     later = start(make_job("later", job_type="MOCKTYPE", command=""))
     Execution.objects.filter(pk=due.pk).update(next_check_at=timezone.now() - timedelta(seconds=1))
     monkeypatch.setattr(Conf, "SYNC", True)  # the poll batch runs here, at once
-    assert rest.claim_due_polls() == 1
+    assert polling.claim_due_polls() == 1
     assert len(calls_to(api, "/status")) == 1
     assert Execution.objects.get(pk=later.pk).next_check_at == later.next_check_at

@@ -21,10 +21,10 @@ from django.utils import timezone
 from apps.agents import services as agents
 from apps.agents.models import Agent, AgentKind, AgentStatus
 from apps.catalog.models import Application, Concurrency, JobType
-from apps.engine import services, tasks
+from apps.engine import leases, lifecycle, services, tasks
 from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
-from apps.engine.registry import RegisteredTask, registry
+from apps.catalog.registry import RegisteredTask, registry
 from apps.engine.signals import execution_failed
 from tests.conftest import group_alive, wait_for
 
@@ -318,7 +318,7 @@ def test_it_retries_with_exponential_backoff_and_announces_only_the_last_failure
     assert second.status == Status.WAITING and second.waiting_reason.startswith("retry not before")
 
     with time_machine.travel(second.not_before + timedelta(seconds=1), tick=True):
-        assert services.hand_out_due() == 1 and handed_out[-1] == second.pk
+        assert leases.hand_out_due() == 1 and handed_out[-1] == second.pk
         second = run(second)
     assert second.status == Status.ERROR
     assert failures == []
@@ -353,14 +353,14 @@ def test_it_stops_retrying_once_an_attempt_completes(make_job, handed_out, failu
 def test_it_holds_back_a_second_execution_of_a_busy_lock_group(make_job, handed_out, django_capture_on_commit_callbacks):
     first = services.trigger(make_job("ledger_a", lock_group="ledger"))
     second = services.trigger(make_job("ledger_b", command="echo closing b", lock_group="ledger"))
-    assert services.claim(first.pk, None).status == Status.RUNNING
+    assert lifecycle.claim(first.pk, None).status == Status.RUNNING
 
     assert tasks.start_execution(second.pk) == "not claimed"
     second.refresh_from_db()
     assert (second.status, second.waiting_reason) == (Status.WAITING, "lock group ledger is busy")
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.finish(first, Status.COMPLETED)
+        lifecycle.finish(first, Status.COMPLETED)
     assert second.pk in handed_out  # woken when the lock frees
     done = run(second)
     assert (done.status, done.waiting_reason) == (Status.COMPLETED, "")
@@ -373,24 +373,24 @@ def test_it_holds_back_executions_beyond_the_application_s_throttle_limit(make_j
     app.save(update_fields=["throttle_limit"])
     first = services.trigger(make_job("one"))
     second = services.trigger(make_job("two"))
-    assert services.claim(first.pk, None) is not None
-    assert services.claim(second.pk, None) is None
+    assert lifecycle.claim(first.pk, None) is not None
+    assert lifecycle.claim(second.pk, None) is None
     second.refresh_from_db()
     assert second.status == Status.WAITING
     assert second.waiting_reason == "application RMS is at its throttle limit of 1"
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.finish(first, Status.COMPLETED)
+        lifecycle.finish(first, Status.COMPLETED)
     assert second.pk in handed_out
-    assert services.claim(second.pk, None).status == Status.RUNNING
+    assert lifecycle.claim(second.pk, None).status == Status.RUNNING
 
 
 def test_it_does_not_throttle_other_applications(make_job, handed_out, app):
     app.throttle_limit = 1
     app.save(update_fields=["throttle_limit"])
-    assert services.claim(services.trigger(make_job("one")).pk, None) is not None
+    assert lifecycle.claim(services.trigger(make_job("one")).pk, None) is not None
     other = Application.objects.create(name="FINANCE", throttle_limit=1)
-    assert services.claim(services.trigger(make_job("three", application=other)).pk, None) is not None
+    assert lifecycle.claim(services.trigger(make_job("three", application=other)).pk, None) is not None
 
 
 def test_it_holds_back_an_execution_on_a_blocked_agent(make_job, handed_out, monkeypatch):
@@ -423,7 +423,7 @@ def make_agent(status: str, **fields) -> Agent:
 
 def test_it_ends_a_run_whose_agent_is_offline_as_agent_lost_and_retries_it(make_job, handed_out, failures):
     lost = running_execution(make_job(max_retries=1), agent=make_agent(AgentStatus.OFFLINE))
-    assert services.recover_lost() == 1
+    assert leases.recover_lost() == 1
     lost.refresh_from_db()
     assert (lost.status, lost.error) == (Status.ERROR, "agent lost")
     assert lost.finished_at is not None
@@ -436,7 +436,7 @@ def test_it_ends_a_run_whose_lease_ran_out_as_agent_lost(make_job, handed_out, d
     lost = running_execution(make_job(), agent=make_agent(AgentStatus.READY),
                              next_check_at=timezone.now() - timedelta(seconds=1))
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.recover_lost() == 1
+        assert leases.recover_lost() == 1
     lost.refresh_from_db()
     assert (lost.status, lost.error) == (Status.ERROR, "agent lost")
     assert not Execution.objects.filter(retry_of=lost).exists()
@@ -448,7 +448,7 @@ def test_it_leaves_live_runs_and_started_external_runs_alone(make_job, handed_ou
     JobType.objects.create(name="MOCKTYPE", url="http://ext", start_path="/start", status_path="/status")
     external = running_execution(make_job("ext", job_type="MOCKTYPE", command=""), external_execution_id="ext-1",
                                  agent=make_agent(AgentStatus.OFFLINE))
-    assert services.recover_lost() == 0
+    assert leases.recover_lost() == 0
     assert set(Execution.objects.filter(status=Status.RUNNING).values_list("pk", flat=True)) == {live.pk, external.pk}
 
 
@@ -457,7 +457,7 @@ def test_it_kills_the_process_group_of_a_lost_run_on_this_host(make_job, handed_
     try:
         lost = running_execution(make_job(), agent=make_agent(AgentStatus.OFFLINE), pid=orphan.pid,
                                  host=socket.gethostname(), started_at=timezone.now())
-        assert services.recover_lost() == 1
+        assert leases.recover_lost() == 1
         assert orphan.wait(timeout=5) == -9
         assert Execution.objects.get(pk=lost.pk).error == "agent lost"
     finally:
@@ -527,13 +527,13 @@ def test_it_re_hands_pending_executions_whose_lease_expired(make_job, handed_out
     Execution.objects.filter(pk=leased.pk).update(next_check_at=future)
     Execution.objects.filter(pk=running.pk).update(status=Status.RUNNING, next_check_at=past)
 
-    assert services.hand_out_due() == 2
+    assert leases.hand_out_due() == 2
     assert sorted(handed_out) == sorted([lost_loaded.pk, lost_waiting.pk])
     lease = settings.BATCHDESK["DISPATCH_LEASE_SECONDS"]
     for execution in (lost_loaded, lost_waiting):
         execution.refresh_from_db()
         assert execution.next_check_at > timezone.now() + timedelta(seconds=lease - 5)
-    assert services.hand_out_due() == 0  # their new lease holds until it runs out again
+    assert leases.hand_out_due() == 0  # their new lease holds until it runs out again
 
 
 @transactional

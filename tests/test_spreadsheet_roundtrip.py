@@ -102,7 +102,7 @@ def test_it_loads_the_example_workbook(db):
     assert sorted(JobType.objects.values_list("name", flat=True)) == ["FILE_XFER", "RMS_BATCH", "WMS_API"]
     assert JobType.objects.filter(url="http://127.0.0.1:8000/extsys").count() == 3
     assert JobDefinition.objects.count() == 60
-    assert set(JobDefinition.objects.values_list("job_type", flat=True)) == {
+    assert set(JobDefinition.objects.with_type_name().values_list("type_name", flat=True)) == {
         "EXEC", "PYTHON", "DUMMY", "RMS_BATCH", "WMS_API", "FILE_XFER"}
     assert Flow.objects.count() == 5 and Process.objects.count() == 16
     assert Process.predecessors.through.objects.count() == 14

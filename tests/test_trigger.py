@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.catalog.models import Concurrency
-from apps.engine import services
+from apps.catalog.models import Concurrency, JobDefinition
+from apps.engine import lifecycle, services
 from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
 
@@ -44,7 +44,7 @@ def test_it_hands_the_execution_out_as_soon_as_the_trigger_commits(make_job, han
 
 def test_it_queues_the_start_task_for_the_execution(make_job, monkeypatch, django_capture_on_commit_callbacks):
     queued = []
-    monkeypatch.setattr(services, "async_task", lambda func, *args, **kwargs: queued.append((func, args)))
+    monkeypatch.setattr(lifecycle, "async_task", lambda func, *args, **kwargs: queued.append((func, args)))
     with django_capture_on_commit_callbacks(execute=True):
         execution = services.trigger(make_job())
     assert queued == [("apps.engine.tasks.start_execution", (execution.pk,))]
@@ -89,8 +89,12 @@ def test_it_refuses_an_unregistered_python_task(make_job):
     assert not Execution.objects.exists()
 
 
-def test_it_refuses_an_unknown_custom_job_type(make_job):
-    refused("INVALID_JOB", services.trigger, make_job("ext", job_type="NOSUCHTYPE"))
+def test_a_job_of_an_unknown_type_cannot_even_be_saved(make_job):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="Unknown job type 'NOSUCHTYPE'"):
+        make_job("ext", job_type="NOSUCHTYPE")
+    assert not JobDefinition.objects.exists()
 
 
 def test_it_finds_the_job_by_name(make_job):
@@ -170,11 +174,11 @@ def test_it_lets_the_replacement_wait_until_the_replaced_run_ends(make_job):
     old = services.trigger(job)
     Execution.objects.filter(pk=old.pk).update(status=Status.RUNNING, started_at=timezone.now() - timedelta(seconds=5))
     new = services.trigger(job)
-    assert services.claim(new.pk, None) is None
+    assert lifecycle.claim(new.pk, None) is None
     new.refresh_from_db()
     assert new.status == Status.WAITING
     assert new.waiting_reason == "waiting for the replaced execution to end"
 
     old.refresh_from_db()
-    services.finish(old, Status.ERROR, error="killed by a replacing manual trigger", retry=False)
-    assert services.claim(new.pk, None).status == Status.RUNNING
+    lifecycle.finish(old, Status.ERROR, error="killed by a replacing manual trigger", retry=False)
+    assert lifecycle.claim(new.pk, None).status == Status.RUNNING

@@ -134,9 +134,9 @@ class BackgroundTaskList(EnvelopeView):
         running = Execution.objects.filter(job=OuterRef("pk"), status=Status.RUNNING)
         next_run = (Schedule.objects.filter(job=OuterRef("pk"), active=True).order_by()
                     .values("job").annotate(first=Min("next_fire_at")).values("first"))
-        jobs = (JobDefinition.objects.order_by("application__name", "name")
+        jobs = (JobDefinition.objects.order_by("application__name", "name").with_type_name()
                 .annotate(running=Exists(running), next_run=Subquery(next_run))
-                .values_list("application__name", "name", "description", "job_type", "enabled", "running", "next_run"))
+                .values_list("application__name", "name", "description", "type_name", "enabled", "running", "next_run"))
         tasks = [
             {"taskGroup": group, "taskName": name, "description": description, "jobType": job_type,
              "enabled": enabled, "running": is_running, "nextRun": nxt.isoformat() if nxt else None}

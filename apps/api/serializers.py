@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from apps.agents.models import Agent
 from apps.catalog import validators
-from apps.catalog.models import Application, JobDefinition, JobType, Process
+from apps.catalog.models import Application, JobDefinition, JobKind, JobType, Process
 from apps.engine.models import Execution, Status
 from apps.scheduling import timing
 from apps.scheduling.models import Schedule
@@ -26,6 +26,7 @@ class ModelCleanMixin:
         attrs = super().validate(attrs)
         candidate = copy.copy(self.instance) if self.instance is not None else self.Meta.model()
         fields = {field.name for field in self.Meta.model._meta.concrete_fields}
+        fields |= self.Meta.model._meta._property_names  # a job's job_type, over kind and custom_type
         for name, value in attrs.items():
             if name in fields:
                 setattr(candidate, name, value)
@@ -145,8 +146,24 @@ class ScheduleSerializer(ModelCleanMixin, PortableIntegers, serializers.ModelSer
         return [moment.isoformat() for moment in schedule.upcoming(5)]
 
 
+class JobTypeName(serializers.CharField):
+    """A job's type by name: a built-in kind in any case (stored upper-case) or a custom type's name."""
+
+    def to_internal_value(self, data) -> str:
+        name = super().to_internal_value(data)
+        kind = JobKind.builtin(name)
+        if kind is not None:
+            return kind.value
+        if "\x00" in name or not JobType.objects.filter(name=name).exists():
+            raise serializers.ValidationError(f"Unknown job type {name[:64]!r}: use EXEC, PYTHON, DUMMY or the name "
+                                              f"of a custom job type.")
+        return name
+
+
 class JobSerializer(ModelCleanMixin, PortableIntegers, serializers.ModelSerializer):
     application = ByName(queryset=Application.objects.all())
+    job_type = JobTypeName(max_length=64, required=False,
+                           help_text="EXEC, PYTHON, DUMMY (any case) or the name of a custom job type.")
     flow = serializers.CharField(required=False, allow_blank=True, allow_null=True, write_only=True,
                                  help_text="With `process`: the job's flow in its application.")
     process = serializers.CharField(required=False, allow_blank=True, allow_null=True, write_only=True,

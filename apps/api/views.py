@@ -129,7 +129,7 @@ class JobTypeViewSet(BatchViewSet, viewsets.ModelViewSet):
         "checked_at": serializers.DateTimeField(), "error": serializers.CharField()}))
     @action(detail=True, methods=["post"])
     def check(self, request, name=None):
-        result = catalog.run_system_check(self.get_object())
+        result = engine.system_check(self.get_object())
         return Response({"up": result.up, "status_code": result.status_code, "checked_at": result.checked_at,
                          "error": result.error})
 
@@ -149,13 +149,13 @@ class JobViewSet(BatchViewSet, viewsets.ModelViewSet):
     def get_queryset(self):
         next_fire = (Schedule.objects.filter(job=OuterRef("pk"), active=True).order_by().values("job")
                      .annotate(first=Min("next_fire_at")).values("first"))
-        jobs = (JobDefinition.objects.select_related("application", "process__flow")
+        jobs = (JobDefinition.objects.select_related("application", "process__flow", "custom_type")
                 .annotate(next_fire_at=Subquery(next_fire)).order_by("name"))
         params = self.request.query_params
         if application := text(params, "application"):
             jobs = jobs.filter(application__name=application)
         if job_type := text(params, "job_type"):
-            jobs = jobs.filter(job_type=job_type)
+            jobs = jobs.of_type(job_type)
         if q := text(params, "q"):
             jobs = jobs.filter(Q(name__icontains=q) | Q(description__icontains=q))
         return jobs

@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from apps.catalog import services as catalog_services
-from apps.catalog.models import Application, Flow, JobDefinition, JobType, JobTypeEnvironment, Process
+from apps.catalog.models import BUILTIN_KINDS, Application, Flow, JobDefinition, JobType, JobTypeEnvironment, Process
 from apps.engine import services
 from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Trigger
@@ -127,17 +127,42 @@ class JobTypeAdmin(admin.ModelAdmin):
     @admin.action(description="Run the system check now")
     def system_check(self, request, queryset):
         for job_type in queryset:
-            result = catalog_services.run_system_check(job_type)
+            result = services.system_check(job_type)
             level = messages.SUCCESS if result.up else messages.ERROR
             self.message_user(request, f"{job_type.name}: {'up' if result.up else 'down'} {result.error}", level=level)
 
 
+class JobDefinitionForm(forms.ModelForm):
+    """The job type as one choice, as operators name it: a built-in kind or a custom type."""
+
+    job_type = forms.ChoiceField(help_text="EXEC, PYTHON, DUMMY or a custom (Generic ReST) job type.")
+
+    class Meta:
+        model = JobDefinition
+        exclude = ["kind", "custom_type"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        custom = [(name, name) for name in JobType.objects.order_by("name").values_list("name", flat=True)]
+        builtin = [(kind.value, kind.label) for kind in BUILTIN_KINDS]
+        self.fields["job_type"].choices = [("Built-in", builtin), ("Custom job types", custom)]
+        self.initial.setdefault("job_type", self.instance.job_type)
+
+    def clean(self):
+        cleaned = super().clean()
+        if "job_type" in cleaned:
+            self.instance.job_type = cleaned["job_type"]
+            # The model's own clean() runs after this and checks the command against the kind.
+        return cleaned
+
+
 @admin.register(JobDefinition)
 class JobDefinitionAdmin(admin.ModelAdmin):
+    form = JobDefinitionForm
     list_display = ["name", "application", "job_type", "enabled", "concurrency", "lock_group", "latest_status"]
-    list_filter = ["enabled", "job_type", "concurrency", "application"]
+    list_filter = ["enabled", "kind", "custom_type", "concurrency", "application"]
     search_fields = ["name", "command", "description", "lock_group"]
-    list_select_related = ["application", "process__flow"]
+    list_select_related = ["application", "process__flow", "custom_type"]
     autocomplete_fields = ["application"]
     actions = ["trigger_now", "enable", "disable"]
     show_full_result_count = False

@@ -6,8 +6,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Coalesce
 
 from apps.catalog import validators
+from apps.catalog.registry import registry
 
 
 class Application(models.Model):
@@ -57,12 +60,33 @@ class Process(models.Model):
         return f"{self.flow}/{self.name}"
 
 
+class JobKind(models.TextChoices):
+    """What a job is: one of the built-in kinds, or a custom (Generic ReST) job type."""
+
+    EXEC = "EXEC", "EXEC (a shell command)"
+    PYTHON = "PYTHON", "PYTHON (a registered callable)"
+    DUMMY = "DUMMY", "DUMMY (completes at once)"
+    CUSTOM = "CUSTOM", "custom job type (Generic ReST)"
+
+    @classmethod
+    def builtin(cls, name: str) -> JobKind | None:
+        """The built-in kind a job type name means, in any case; None for a custom type's name."""
+        upper = str(name).strip().upper()
+        return cls(upper) if upper in BUILTIN_KINDS else None
+
+
+BUILTIN_KINDS = (JobKind.EXEC, JobKind.PYTHON, JobKind.DUMMY)
+
+
+def not_a_builtin_kind(name: str) -> None:
+    if JobKind.builtin(name) is not None:
+        raise ValidationError(f"{name} is a built-in job type: custom types need another name.", code="builtin")
+
+
 class JobType(models.Model):
     """A custom (Generic ReST) job type: an external system reached over the POM contract (SPEC §3)."""
 
-    BUILTIN = ("EXEC", "PYTHON", "DUMMY")
-
-    name = models.CharField(max_length=64, unique=True, validators=[validators.application_name])
+    name = models.CharField(max_length=64, unique=True, validators=[validators.application_name, not_a_builtin_kind])
     description = models.TextField(blank=True)
     url = models.CharField("base URL", max_length=500, blank=True, validators=[validators.http_url])
     start_path = models.CharField(max_length=300)
@@ -91,13 +115,6 @@ class JobType(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def clean(self) -> None:
-        errors = {}
-        if self.name in self.BUILTIN:
-            errors["name"] = f"{self.name} is a built-in job type."
-        if errors:
-            raise ValidationError(errors)
 
     def set_client_secret(self, plain: str) -> None:
         from apps.connectors import crypto
@@ -159,8 +176,17 @@ class Concurrency(models.TextChoices):
 
 
 class JobDefinitionQuerySet(models.QuerySet):
-    def enabled(self) -> "JobDefinitionQuerySet":
+    def enabled(self) -> JobDefinitionQuerySet:
         return self.filter(enabled=True, application__enabled=True)
+
+    def of_type(self, name: str) -> JobDefinitionQuerySet:
+        """Jobs of a built-in kind (any case) or of the custom type of that name."""
+        kind = JobKind.builtin(name)
+        return self.filter(kind=kind) if kind else self.filter(kind=JobKind.CUSTOM, custom_type__name=name)
+
+    def with_type_name(self) -> JobDefinitionQuerySet:
+        """Annotate `type_name`: the job type as operators name it, for values() lists."""
+        return self.annotate(type_name=Coalesce("custom_type__name", "kind"))
 
 
 class JobDefinition(models.Model):
@@ -168,9 +194,10 @@ class JobDefinition(models.Model):
     application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="jobs")
     process = models.ForeignKey(Process, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
     sequence = models.PositiveIntegerField(default=0)
-    job_type = models.CharField(
-        max_length=64, default="EXEC", help_text="EXEC, PYTHON, DUMMY or the name of a custom job type."
-    )
+    kind = models.CharField(max_length=8, choices=JobKind.choices, default=JobKind.EXEC)
+    # A real reference: a type that jobs use cannot be deleted, and a rename carries its jobs along.
+    custom_type = models.ForeignKey(JobType, on_delete=models.PROTECT, null=True, blank=True, related_name="jobs",
+                                    help_text="The custom job type, when kind is CUSTOM.")
     command = models.TextField(
         blank=True, help_text="EXEC: a shell command. PYTHON: the name of a registered task."
     )
@@ -194,28 +221,71 @@ class JobDefinition(models.Model):
     class Meta:
         ordering = ["name"]
         indexes = [models.Index(fields=["application", "name"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind=JobKind.CUSTOM, custom_type__isnull=False) | (~Q(kind=JobKind.CUSTOM)
+                                                                               & Q(custom_type__isnull=True)),
+                name="job_custom_type_iff_custom_kind",
+            ),
+        ]
+        permissions = [("trigger_jobdefinition", "Can trigger jobs")]
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._unknown_type = ""
+        super().__init__(*args, **kwargs)
 
     def __str__(self) -> str:
         return self.name
 
     @property
+    def job_type(self) -> str:
+        """The job type as operators write it: EXEC, PYTHON, DUMMY or a custom type's name."""
+        if self.kind != JobKind.CUSTOM:
+            return self.kind
+        return self.custom_type.name if self.custom_type_id else self._unknown_type
+
+    @job_type.setter
+    def job_type(self, value: str | JobType) -> None:
+        """Set the type by name (a built-in kind in any case, or a custom type) or by JobType.
+
+        An unknown name is kept for clean() and save() to refuse, so that every writer (admin,
+        API, spreadsheet, code) meets the same rule at the same point."""
+        self._unknown_type = ""
+        if isinstance(value, JobType):
+            self.kind, self.custom_type = JobKind.CUSTOM, value
+            return
+        kind = JobKind.builtin(value or JobKind.EXEC)
+        if kind is not None:
+            self.kind, self.custom_type = kind, None
+            return
+        self.kind, self.custom_type = JobKind.CUSTOM, JobType.objects.filter(name=value).first()
+        if self.custom_type is None:
+            self._unknown_type = str(value)
+
+    @property
     def is_custom(self) -> bool:
-        return self.job_type not in JobType.BUILTIN
+        return self.kind == JobKind.CUSTOM
+
+    def save(self, *args, **kwargs) -> None:
+        if self.kind == JobKind.CUSTOM and self.custom_type_id is None:
+            raise ValidationError({"job_type": self._unknown_type_message()})
+        super().save(*args, **kwargs)
+
+    def _unknown_type_message(self) -> str:
+        return (f"Unknown job type {self._unknown_type!r}: use EXEC, PYTHON, DUMMY or the name of a custom job "
+                f"type.")
 
     def warning_codes(self) -> set[int]:
         return {int(code) for code in self.warning_exit_codes.replace(" ", "").split(",") if code}
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if self.job_type == "EXEC" and not self.command.strip():
+        if self.kind == JobKind.EXEC and not self.command.strip():
             errors["command"] = "An EXEC job needs a command."
-        if self.job_type == "PYTHON":
-            from apps.engine.registry import registry
-
-            if self.command not in registry:
-                errors["command"] = f"{self.command!r} is not a registered PYTHON task; known: {', '.join(sorted(registry))}."
-        if self.is_custom and not JobType.objects.filter(name=self.job_type).exists():
-            errors["job_type"] = f"Unknown job type {self.job_type!r}: use EXEC, PYTHON, DUMMY or a custom job type."
+        if self.kind == JobKind.PYTHON and self.command not in registry:
+            errors["command"] = f"{self.command!r} is not a registered PYTHON task; known: {', '.join(sorted(registry))}."
+        if self.kind == JobKind.CUSTOM and self.custom_type_id is None:
+            errors["job_type"] = self._unknown_type_message()
         try:
             self.warning_codes()
         except ValueError:

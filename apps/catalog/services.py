@@ -43,14 +43,3 @@ def configure_environment(application: Application, job_types: dict[str, dict[st
             environment.save()
             saved.append(environment)
     return saved
-
-
-def run_system_check(job_type: JobType):
-    """Call the type's system check now and remember the answer for the health page."""
-    from apps.connectors.client import system_check
-
-    result = system_check(job_type.endpoint())
-    JobType.objects.filter(pk=job_type.pk).update(
-        last_check_at=result.checked_at, last_check_up=result.up, last_check_error=result.error
-    )
-    return result

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_POST
 
 from apps.catalog.models import JobType
 from apps.catalog.roles import is_administrator, is_viewer
-from apps.catalog.services import run_system_check
 from apps.console.health import health_report
+from apps.engine import services
 from apps.engine.models import Execution, Status
 
 TIMELINE_LIMIT = 300
@@ -84,7 +84,7 @@ def run_checks(request):
         messages.error(request, "Only Batch Administrators may run the system checks.")
         return redirect("console-health")
     for job_type in JobType.objects.order_by("name"):
-        result = run_system_check(job_type)
+        result = services.system_check(job_type)
         level = messages.SUCCESS if result.up else messages.ERROR
         messages.add_message(request, level, f"{job_type.name}: {'up' if result.up else 'down'} {result.error}")
     return redirect("console-health")

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from apps.engine import rest, services
+from apps.engine import services
 from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status
 
@@ -21,7 +21,7 @@ STATUS_COLOURS = {
 class ExecutionAdmin(admin.ModelAdmin):
     list_display = ["id", "job", "application", "status_badge", "trigger", "attempt", "created_at",
                     "started_at", "runtime_display", "agent", "error"]
-    list_filter = ["status", "trigger", "application", "job__job_type", "warning"]
+    list_filter = ["status", "trigger", "application", "job__kind", "warning"]
     search_fields = ["job__name", "=agent_execution_id", "external_execution_id", "triggered_by", "error"]
     list_select_related = ["job", "application", "agent"]
     date_hierarchy = "created_at"
@@ -99,7 +99,7 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Fetch the external system's log now (custom job types)")
     def fetch_log(self, request, queryset):
-        self._apply(request, queryset, rest.refresh_log, "Fetched the log of")
+        self._apply(request, queryset, services.fetch_log, "Fetched the log of")
 
     def has_kill_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("engine.delete_execution") or request.user.has_perm("catalog.change_jobdefinition")

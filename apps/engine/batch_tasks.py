@@ -9,7 +9,7 @@ from django_q.models import Task
 
 from apps.agents.models import Agent, AgentStatus
 from apps.engine.models import TERMINAL, Execution
-from apps.engine.registry import batch_task
+from apps.catalog.registry import batch_task
 
 
 def _days(values: dict[str, str], default: int) -> int:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from apps.agents.services import current_agent_id
-from apps.engine import rest, runners, services
+from apps.engine import kinds, lifecycle, polling
 
 
 def start_execution(execution_id: int) -> str:
-    """Claim an execution and run it; a second delivery of the same task finds it taken and returns."""
-    execution = services.claim(execution_id, current_agent_id())
+    """Claim an execution and start it; a second delivery of the same task finds it taken and returns."""
+    execution = lifecycle.claim(execution_id, current_agent_id())
     if execution is None:
         return "not claimed"
-    runners.run(execution)
+    kinds.of(execution.job).start(execution)
     return "ran"
 
 
 def poll_batch(execution_ids: list[int]) -> int:
     """Poll a batch of custom-type executions once each; a finished one is skipped."""
-    return rest.poll_batch(execution_ids)
+    return polling.poll_batch(execution_ids)

@@ -93,7 +93,7 @@ def _job_types():
 
 
 def _jobs():
-    jobs = JobDefinition.objects.select_related("application", "process__flow")
+    jobs = JobDefinition.objects.select_related("application", "process__flow", "custom_type")
 
     def order(job: JobDefinition) -> tuple:
         flow = job.process.flow.name if job.process else ""

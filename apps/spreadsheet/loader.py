@@ -37,7 +37,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from apps.catalog import params
-from apps.catalog.models import Application, Concurrency, Flow, JobDefinition, JobType, Process
+from apps.catalog.models import Application, Concurrency, Flow, JobDefinition, JobKind, JobType, Process
 from apps.catalog.validators import timezone_name
 from apps.scheduling.models import Kind, Misfire, Schedule
 from apps.spreadsheet import cells
@@ -232,7 +232,7 @@ class _Planner:
         flow_keys = {flow.pk: key for key, flow in self.flows.items()}
         self.processes = {(*flow_keys[p.flow_id], p.name): p for p in Process.objects.all()}
         self.process_keys = {p.pk: key for key, p in self.processes.items()}
-        self.jobs = {job.name: job for job in JobDefinition.objects.all()}
+        self.jobs = {job.name: job for job in JobDefinition.objects.select_related("custom_type")}
         self.job_apps = {name: app_names[job.application_id] for name, job in self.jobs.items()}
         links = PredecessorLink.objects.values_list("from_process_id", "to_process_id")
         self.links = {(self.process_keys[a], self.process_keys[b]) for a, b in links}
@@ -301,7 +301,9 @@ class _Planner:
         changed = set()
         for name, value in values.items():
             if creating or not _same(getattr(obj, name), value):
-                setattr(obj, name, value)
+                # A job's type is a reference: set it to the type object this plan knows (a
+                # new one gets its id when the types are written, before the jobs).
+                setattr(obj, name, self.types.get(value, value) if name == "job_type" else value)
                 changed.add(name)
         if not creating and changed:
             plan.changes = [column.header for column in sheet.columns if column.key in changed]
@@ -376,7 +378,7 @@ class _Planner:
                 self._required_text(plan, sheet, row, key)
             if not name:
                 continue
-            if name.upper() in JobType.BUILTIN:
+            if JobKind.builtin(name) is not None:
                 self._error(plan, sheet, row, "name", f"{name} is a built-in job type: custom types need another name.")
                 continue
             if name in seen:
@@ -393,6 +395,7 @@ class _Planner:
             if plan.action == CREATE:
                 self._share_credentials(plan, job_type)
                 self.new_types.append(job_type)
+                self.types[name] = job_type  # the Jobs sheet refers to it
             elif plan.action == UPDATE:
                 self.changed_types[job_type] = changed
         self.known_types = set(self.types) | set(seen)
@@ -481,8 +484,8 @@ class _Planner:
         return values
 
     def _job_type(self, plan: RowPlan, row: Row, name: str) -> str:
-        if not name or name.upper() in JobType.BUILTIN:
-            return (name or "EXEC").upper()
+        if not name or JobKind.builtin(name) is not None:
+            return JobKind.builtin(name or JobKind.EXEC).value
         if name not in self.known_types:
             near = [known for known in self.known_types if known.lower() == name.lower()]
             hint = f" (did you mean {near[0]}?)" if near else ""
@@ -530,7 +533,7 @@ class _Planner:
         if job.job_type == "EXEC" and not job.command.strip():
             self._error(plan, JOBS, row, "command", "An EXEC job needs a command.", job.command)
         if job.job_type == "PYTHON":
-            from apps.engine.registry import registry
+            from apps.catalog.registry import registry
 
             if job.command not in registry:
                 self._error(plan, JOBS, row, "command", f"{job.command!r} is not a registered PYTHON task; known: "
@@ -849,6 +852,8 @@ def _bulk_update(model: type[models.Model], changed: dict[models.Model, set[str]
     """bulk_update grouped by the set of fields that changed, so each row writes only those."""
     groups: dict[frozenset, list] = defaultdict(list)
     for obj, fields in changed.items():
+        if "job_type" in fields:  # the property over the two columns that hold it
+            fields = (set(fields) - {"job_type"}) | {"kind", "custom_type"}
         groups[frozenset(fields)].append(obj)
     for fields, objs in groups.items():
         model.objects.bulk_update(objs, sorted(fields), batch_size=BATCH)

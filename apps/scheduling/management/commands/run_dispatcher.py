@@ -16,8 +16,7 @@ from django.db import close_old_connections
 
 from apps.agents import services as agents
 from apps.agents.models import AgentKind
-from apps.engine import rest
-from apps.engine import services as engine
+from apps.engine import leases, polling
 from apps.scheduling import services as scheduling
 
 log = logging.getLogger(__name__)
@@ -60,9 +59,9 @@ class Command(BaseCommand):
         """One pass of every step; each claims its own rows."""
         scheduling.fire_due()
         agents.mark_lost_agents()
-        engine.recover_lost()
-        engine.hand_out_due()
-        rest.claim_due_polls()
+        leases.recover_lost()
+        leases.hand_out_due()
+        polling.claim_due_polls()
 
     @staticmethod
     def _nap(until_tick: float) -> float:

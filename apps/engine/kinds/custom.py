@@ -1,0 +1,218 @@
+"""Custom (Generic ReST) job types, SPEC §3: Start/Restart, Status, Kill and Log over the POM contract.
+
+A worker only makes calls: `start` sends Start and returns; apps/engine/polling.py hands due
+polls out in batches and calls `poll` for each. Between calls an execution is a row with a
+`next_check_at` lease, so nothing waits in a worker and a lost batch only lets the lease run out.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from apps.catalog.models import JobKind, JobType
+from apps.connectors.client import CallFailed, CheckResult, Endpoint, describe, request, system_check
+from apps.engine import lifecycle
+from apps.engine.kinds.base import Kind
+from apps.engine.logbuffer import BoundedLog
+from apps.engine.models import Execution, Status
+from apps.errors import BatchError, ErrorCode
+
+log = logging.getLogger(__name__)
+
+EXTERNAL_STATUSES = {"RUNNING", "COMPLETED", "ERROR"}
+MAX_POLL_BACKOFF_SECONDS = 300
+
+
+class CustomKind(Kind):
+    name = JobKind.CUSTOM
+
+    # --- start --------------------------------------------------------------------------
+
+    def start(self, execution: Execution) -> None:
+        """Send Start (or Restart for a restart of a started external job) and record the answer."""
+        endpoint = endpoint_of(execution)
+        body = start_body(execution)
+        call = "start"
+        failed = execution.restart_of
+        if failed is not None and failed.external_execution_id and endpoint.defines("restart"):
+            call = "restart"
+            body["executionId"] = failed.external_execution_id
+        try:
+            answer = request(endpoint, call, "POST", body=body)
+        except CallFailed as exc:
+            end(execution, Status.ERROR, error=exc.reason, log_text=_failure_log(exc))
+            return
+        external_id = str(answer.get("executionId") or "").strip()
+        if not external_id:
+            end(execution, Status.ERROR, error=f"{call}: the answer has no executionId", log_text=describe(answer))
+            return
+        Execution.objects.filter(pk=execution.pk, status=Status.RUNNING).update(
+            external_execution_id=external_id[:200],
+            execution_info=describe(answer.get("executionInfo")),
+            next_check_at=timezone.now() + timedelta(seconds=endpoint.poll_interval),
+        )
+        execution.external_execution_id = external_id
+        if not ended(execution, endpoint, answer):
+            note_unknown_status(execution, answer)  # its first poll is booked above
+
+    # --- poll ---------------------------------------------------------------------------
+
+    def poll(self, execution: Execution, endpoint: Endpoint) -> dict | None:
+        """One Status call. Returns the answer of a still-running job, to be booked for its next
+        poll; anything else (ended, failed call, timeout) is dealt with here and gives None."""
+        if _timed_out(execution):
+            _stop_external(execution, endpoint)
+            end(execution, Status.ERROR, error="timeout", fetch_from=endpoint)
+            return None
+        try:
+            answer = request(endpoint, "status", "GET", query=identity(execution))
+        except CallFailed as exc:
+            _poll_failed(execution, endpoint, exc)
+            return None
+        return None if ended(execution, endpoint, answer) else answer
+
+    # --- kill, log, check ---------------------------------------------------------------
+
+    def kill(self, execution: Execution, by: str) -> Execution:
+        """Call Kill, then end the execution in ERROR; refused when the type defines no Kill."""
+        endpoint = endpoint_of(execution)
+        if not endpoint.defines("kill"):
+            raise BatchError(ErrorCode.NOT_KILLABLE, f"Kill is not defined for job type {endpoint.name}")
+        if not execution.external_execution_id:
+            raise BatchError(ErrorCode.NOT_KILLABLE,
+                             f"Execution {execution.pk} has no external execution to kill yet; try again.")
+        try:
+            request(endpoint, "kill", "POST", body=identity(execution))
+        except CallFailed as exc:
+            raise BatchError(ErrorCode.KILL_FAILED, f"Kill failed, the execution is unchanged: {exc.reason}") from None
+        end(execution, Status.ERROR, error=f"killed by {by}", fetch_from=endpoint, retry=False)
+        execution.refresh_from_db()
+        return execution
+
+    def fetch_log(self, execution: Execution) -> Execution:
+        """Fetch the external log now and store it with the execution (the on-demand Log call)."""
+        text = external_log(execution, endpoint_of(execution))
+        if text is None:
+            raise BatchError(ErrorCode.NO_LOG, f"Log is not defined for job type {execution.job.job_type}, "
+                                               f"or nothing started.")
+        Execution.objects.filter(pk=execution.pk).update(log=text, log_bytes=len(text.encode()))
+        execution.refresh_from_db()
+        return execution
+
+    @staticmethod
+    def check(job_type: JobType) -> CheckResult:
+        """Call the type's system check now and remember the answer for the health page."""
+        result = system_check(job_type.endpoint())
+        JobType.objects.filter(pk=job_type.pk).update(
+            last_check_at=result.checked_at, last_check_up=result.up, last_check_error=result.error
+        )
+        return result
+
+
+def endpoint_of(execution: Execution) -> Endpoint:
+    return execution.job.custom_type.endpoint(execution.application)
+
+
+def identity(execution: Execution) -> dict[str, str]:
+    """processName, jobName, executionId: how Status, Kill and Log name an external execution."""
+    _, _, process = execution.job.flow_context()
+    return {"processName": process, "jobName": execution.job.name, "executionId": execution.external_execution_id}
+
+
+def start_body(execution: Execution) -> dict[str, str]:
+    cycle, flow, process = execution.job.flow_context()
+    return {
+        "cycleName": cycle,
+        "flowName": flow,
+        "processName": process,
+        "jobName": execution.job.name,
+        "parameters": execution.parameters,
+        "agentExecutionId": str(execution.agent_execution_id),
+    }
+
+
+def ended(execution: Execution, endpoint: Endpoint, answer: dict) -> bool:
+    """End the execution when the answer says its external job ended."""
+    status = str(answer.get("status") or "").upper()
+    if status not in (Status.COMPLETED, Status.ERROR):
+        return False
+    info = describe(answer.get("executionInfo"))
+    error = "" if status == Status.COMPLETED else (info or "the external job ended in ERROR")
+    end(execution, status, error=error, fetch_from=endpoint, info=info)
+    return True
+
+
+def note_unknown_status(execution: Execution, answer: dict) -> None:
+    if str(answer.get("status") or "").upper() not in EXTERNAL_STATUSES:
+        note = f"unknown status {answer.get('status')!r} from Status, taken as RUNNING\n"
+        log.warning("execution %s: %s", execution.pk, note.strip())
+        append_log(execution, note)
+
+
+def _poll_failed(execution: Execution, endpoint: Endpoint, exc: CallFailed) -> None:
+    failures = execution.poll_failures + 1
+    limit = settings.BATCHDESK["POLL_FAILURE_LIMIT"]
+    if failures >= limit:
+        end(execution, Status.ERROR, error=f"status polling failed {failures} times in a row: {exc.reason}",
+            log_text=_failure_log(exc))
+        return
+    delay = min(endpoint.poll_interval * 2 ** failures, MAX_POLL_BACKOFF_SECONDS)
+    Execution.objects.filter(pk=execution.pk, status=Status.RUNNING).update(
+        poll_failures=failures, next_check_at=timezone.now() + timedelta(seconds=delay)
+    )
+    append_log(execution, f"status poll failed ({failures} of {limit}), next in {delay}s: {exc.reason}\n")
+
+
+def _timed_out(execution: Execution) -> bool:
+    timeout = execution.job.timeout_seconds
+    return bool(timeout and execution.started_at and timezone.now() - execution.started_at > timedelta(seconds=timeout))
+
+
+def _stop_external(execution: Execution, endpoint: Endpoint) -> None:
+    if endpoint.defines("kill") and execution.external_execution_id:
+        try:
+            request(endpoint, "kill", "POST", body=identity(execution))
+        except CallFailed as exc:
+            append_log(execution, f"kill after timeout failed: {exc.reason}\n")
+
+
+def _failure_log(exc: CallFailed) -> str:
+    return f"{exc.reason}\n{exc.body}".strip() + "\n"
+
+
+def external_log(execution: Execution, endpoint: Endpoint) -> str | None:
+    """The external system's log of this execution, or None when the type has no Log call."""
+    if not endpoint.defines("log") or not execution.external_execution_id:
+        return None
+    try:
+        text = request(endpoint, "log", "GET", query=identity(execution), expect_json=False)
+    except CallFailed as exc:
+        return f"[batchdesk] log unavailable: {exc.reason}\n"
+    bounded = BoundedLog(settings.BATCHDESK["LOG_MAX_BYTES"])
+    bounded.write(text)
+    return bounded.text()
+
+
+def end(execution: Execution, status: str, *, error: str = "", log_text: str | None = None,
+        fetch_from: Endpoint | None = None, info: str = "", retry: bool = True) -> None:
+    if fetch_from is not None:
+        fetched = external_log(execution, fetch_from)
+        if fetched is not None:
+            log_text = fetched
+    if log_text is None:
+        log_text = Execution.objects.filter(pk=execution.pk).values_list("log", flat=True).first() or ""
+    if info:
+        Execution.objects.filter(pk=execution.pk).update(execution_info=info)
+    lifecycle.finish(execution, status, error=error, log_text=log_text, retry=retry)
+
+
+def append_log(execution: Execution, text: str) -> None:
+    current = Execution.objects.filter(pk=execution.pk).values_list("log", flat=True).first() or ""
+    bounded = BoundedLog(settings.BATCHDESK["LOG_MAX_BYTES"])
+    bounded.write(current + text)
+    Execution.objects.filter(pk=execution.pk).update(log=bounded.text())
+

@@ -1,0 +1,77 @@
+"""EXEC: a shell command in its own process group, parameters only through the environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+
+from django.conf import settings
+
+from apps.catalog import params
+from apps.catalog.models import JobDefinition, JobKind
+from apps.engine.kinds.supervised import Outcome, SupervisedKind, stopped, supervise
+from apps.engine.logbuffer import BoundedLog
+from apps.engine.models import Execution, Status
+
+# Never handed to a job's environment: a job that prints its environment must not leak them.
+WITHHELD_ENV = {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "OAUTH_CLIENT_SECRET", "BATCHDESK_AGENT_ID"}
+
+
+class ExecKind(SupervisedKind):
+    name = JobKind.EXEC
+
+    def run(self, execution: Execution, job: JobDefinition, log: BoundedLog) -> Outcome:
+        # The command is the operator's; parameters reach it only through the environment.
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", job.command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=environment(execution, job),
+            start_new_session=True,
+        )
+        Execution.objects.filter(pk=execution.pk).update(pid=proc.pid)
+        finished = threading.Event()
+        reader = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
+        reader.start()
+        threading.Thread(target=lambda: (proc.wait(), finished.set()), daemon=True).start()
+        reason = supervise(execution, job, log, finished, stop=lambda: kill_group(proc.pid, finished))
+        proc.wait()
+        reader.join(timeout=2)
+        if reason:
+            return stopped(reason, log, proc.returncode)
+        code = proc.returncode
+        if code == 0:
+            return Outcome(Status.COMPLETED, exit_code=0)
+        if code in job.warning_codes():
+            return Outcome(Status.COMPLETED, exit_code=code, warning=True)
+        return Outcome(Status.ERROR, error=f"exit code {code}", exit_code=code)
+
+
+def environment(execution: Execution, job: JobDefinition) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in WITHHELD_ENV}
+    env.update(params.environment(execution.parameters))
+    env.update(
+        BATCH_JOB_NAME=job.name,
+        BATCH_EXECUTION_ID=str(execution.pk),
+        BATCH_AGENT_EXECUTION_ID=str(execution.agent_execution_id),
+        BATCH_EXTRA=job.extra,
+    )
+    return env
+
+
+def _pump(stream, log: BoundedLog) -> None:
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        log.write(chunk)
+
+
+def kill_group(pgid: int, finished: threading.Event) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after the grace period."""
+    for sig, wait in ((signal.SIGTERM, settings.BATCHDESK["KILL_GRACE_SECONDS"]), (signal.SIGKILL, 0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        finished.wait(wait)

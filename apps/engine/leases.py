@@ -1,0 +1,72 @@
+"""The dispatcher's steps over leases: hand out pending work whose lease ran out, and end runs
+whose worker is gone. Every pending or running row carries `next_check_at`; a lost task, a dead
+worker or a dead dispatcher only lets a lease run out, and these steps pick the row up again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from datetime import timedelta
+
+import psutil
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.agents.models import AgentStatus
+from apps.engine import lifecycle
+from apps.engine.models import PENDING, Execution, Status
+
+
+def hand_out_due(limit: int = 500) -> int:
+    """Hand out pending executions whose lease ran out (new, waiting, or whose start task was lost)."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            Execution.objects.select_for_update(skip_locked=True)
+            .filter(status__in=PENDING, next_check_at__lte=now)
+            .order_by("next_check_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not due:
+            return 0
+        Execution.objects.filter(pk__in=due).update(
+            next_check_at=now + timedelta(seconds=lifecycle.setting("DISPATCH_LEASE_SECONDS"))
+        )
+    lifecycle.hand_out(due)
+    return len(due)
+
+
+def recover_lost() -> int:
+    """End runs held by a worker whose agent is offline or that stopped renewing the lease.
+
+    They end in ERROR "agent lost" (and are retried as usual). A custom-type run whose
+    external job has started (it has an `external_execution_id`) is held by no worker: it
+    simply keeps being polled, whatever happened to the agent that started it.
+    """
+    lost = (
+        Execution.objects.filter(status=Status.RUNNING, external_execution_id="")
+        .filter(Q(agent__status=AgentStatus.OFFLINE) | Q(next_check_at__lt=timezone.now()))
+        .select_related("job")
+    )
+    recovered = 0
+    for execution in lost:
+        _kill_orphan(execution)
+        recovered += lifecycle.finish(execution, Status.ERROR, error="agent lost")
+    return recovered
+
+
+def _kill_orphan(execution: Execution) -> None:
+    """Best effort: a lost worker's process group on this host must not run on unseen."""
+    if not execution.pid or execution.host != socket.gethostname():
+        return
+    try:
+        if execution.started_at and psutil.Process(execution.pid).create_time() > execution.started_at.timestamp() + 5:
+            return  # the pid now belongs to an unrelated, younger process
+    except psutil.Error:
+        pass  # the leader is gone; Linux keeps its pid as the group id while members live
+    try:
+        os.killpg(execution.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,208 @@
+"""The life of an execution row: create, hand out, claim, finish (with its retry and the wake-up of
+what waited for it). Every status change is a conditional UPDATE through `ExecutionQuerySet.move`,
+so two processes racing for one row cannot both win.
+
+The kinds (apps/engine/kinds) run what a claim hands them and end it with `finish`; the services
+(trigger, kill, restart) and the dispatcher's steps build on both. Nothing here knows a kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from contextlib import nullcontext
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.tasks import async_task
+
+from apps.agents.models import Agent, AgentStatus
+from apps.catalog.models import Application, Concurrency, JobDefinition
+from apps.engine.models import ACTIVE, PENDING, Execution, Status, Trigger
+from apps.engine.signals import execution_failed
+from apps.errors import BatchError, ErrorCode
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 24 * 3600
+
+
+def setting(name: str):
+    return settings.BATCHDESK[name]
+
+
+def create(job: JobDefinition, **fields) -> Execution:
+    """Insert an execution of `job`; a forbid job's unique index refuses a second active one."""
+    exclusive = job.concurrency == Concurrency.FORBID
+    try:
+        # Only a forbid job's unique index can refuse the row; no savepoint is needed otherwise.
+        with transaction.atomic() if exclusive else nullcontext():
+            return Execution.objects.create(
+                job=job,
+                application_id=job.application_id,
+                exclusive=exclusive,
+                lock_group=job.lock_group,
+                **fields,
+            )
+    except IntegrityError:
+        raise BatchError(ErrorCode.JOB_ALREADY_RUNNING) from None
+
+
+_broker: tuple[int, object] | None = None
+
+
+def queue_broker():
+    """One broker per process: django-q2 otherwise builds one (a new Redis connection) per task.
+
+    Keyed by pid, since workers are forked and must not share their parent's connection."""
+    global _broker
+    if _broker is None or _broker[0] != os.getpid():
+        _broker = (os.getpid(), get_broker())
+    return _broker[1]
+
+
+def hand_out(execution_ids: list[int]) -> None:
+    """Queue one short start task per execution; a lost task only lets the lease expire."""
+    broker = queue_broker()
+    for execution_id in execution_ids:
+        async_task("apps.engine.tasks.start_execution", execution_id, task_name=f"start-{execution_id}", broker=broker)
+
+
+def claim(execution_id: int, agent_id: int | None) -> Execution | None:
+    """Move a pending execution to RUNNING on this agent, or to WAITING with the reason it must wait.
+
+    Returns the execution when this caller won it and should run it, else None.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        execution = (
+            Execution.objects.select_related("job__custom_type", "application")
+            .filter(pk=execution_id, status__in=PENDING)
+            .first()
+        )
+        if execution is None:
+            return None
+        agent = Agent.objects.filter(pk=agent_id).first() if agent_id else None
+        reason = _hold_back_reason(execution, agent, now)
+        if not reason:
+            running = {"started_at": now, "agent": agent, "host": socket.gethostname(), "waiting_reason": "",
+                       "next_check_at": now + timedelta(seconds=setting("RUN_LEASE_SECONDS"))}
+            try:
+                # Only a lock group's unique index can refuse this; no savepoint is needed without one.
+                with transaction.atomic() if execution.lock_group else nullcontext():
+                    won = Execution.objects.filter(pk=execution_id, status__in=PENDING).move(Status.RUNNING, **running)
+            except IntegrityError:
+                reason = f"lock group {execution.lock_group} is busy"
+            else:
+                if not won:
+                    return None
+                for field, value in {"status": Status.RUNNING, **running}.items():
+                    setattr(execution, field, value)
+                return execution
+        # The holder of a lock or throttle slot wakes its waiters when it ends (_wake_waiting);
+        # the recheck is only the safety net, so it need not hammer the queue.
+        recheck = (execution.not_before if execution.not_before and execution.not_before > now
+                   else now + timedelta(seconds=setting("WAIT_RECHECK_SECONDS")))
+        Execution.objects.filter(pk=execution_id).move(Status.WAITING, waiting_reason=reason[:300], next_check_at=recheck)
+        return None
+
+
+def _hold_back_reason(execution: Execution, agent: Agent | None, now) -> str:
+    """Why this execution may not start now; empty when it may."""
+    if execution.not_before and execution.not_before > now:
+        return f"retry not before {execution.not_before:%Y-%m-%d %H:%M:%S %Z}"
+    if agent is not None and agent.status == AgentStatus.BLOCKED:
+        return f"agent {agent.name} is blocked"
+    job = execution.job
+    if job.concurrency == Concurrency.REPLACE and (
+        Execution.objects.active().filter(job=job, created_at__lt=execution.created_at).exclude(pk=execution.pk).exists()
+    ):
+        return "waiting for the replaced execution to end"
+    if execution.lock_group and Execution.objects.filter(lock_group=execution.lock_group, status=Status.RUNNING).exists():
+        return f"lock group {execution.lock_group} is busy"
+    limit = execution.application.throttle_limit
+    if limit:
+        # Serialise claims within one throttled application (a no-op on SQLite, which
+        # serialises every write transaction anyway).
+        Application.objects.select_for_update().filter(pk=execution.application_id).first()
+        if Execution.objects.filter(application_id=execution.application_id, status=Status.RUNNING).count() >= limit:
+            return f"application {execution.application.name} is at its throttle limit of {limit}"
+    return ""
+
+
+def finish(
+    execution: Execution,
+    status: str,
+    *,
+    error: str = "",
+    exit_code: int | None = None,
+    warning: bool = False,
+    log_text: str | None = None,
+    log_bytes: int | None = None,
+    retry: bool = True,
+) -> bool:
+    """End an execution; schedule its retry or announce its final failure. False if it had already ended."""
+    fields = {"finished_at": timezone.now(), "error": error, "exit_code": exit_code, "warning": warning, "next_check_at": None}
+    if log_text is not None:
+        fields.update(log=log_text, log_bytes=log_bytes if log_bytes is not None else len(log_text.encode()))
+    with transaction.atomic():
+        if not Execution.objects.filter(pk=execution.pk, status__in=ACTIVE).move(status, **fields):
+            return False
+        # What follows reads only what never changes after creation, and what was just written.
+        for field, value in {"status": status, **fields}.items():
+            setattr(execution, field, value)
+        final_failure = status == Status.ERROR
+        if final_failure and retry and execution.attempt <= execution.job.max_retries:
+            _schedule_retry(execution)
+            final_failure = False
+        if final_failure:
+            transaction.on_commit(lambda: execution_failed.send(sender=Execution, execution=execution))
+        _wake_waiting(execution)
+    log.info("execution %s of %s ended %s %s", execution.pk, execution.job.name, status, error)
+    return True
+
+
+def _schedule_retry(failed: Execution) -> Execution:
+    delay = min(failed.job.retry_backoff_seconds * 2 ** (failed.attempt - 1), MAX_BACKOFF_SECONDS)
+    not_before = timezone.now() + timedelta(seconds=delay)
+    return create(
+        failed.job,
+        status=Status.WAITING,
+        parameters=failed.parameters,
+        trigger=Trigger.RETRY,
+        triggered_by=failed.triggered_by,
+        attempt=failed.attempt + 1,
+        retry_of=failed,
+        restart_of=failed.restart_of,
+        not_before=not_before,
+        next_check_at=not_before,
+        waiting_reason=f"retry {failed.attempt} of {failed.job.max_retries} after {delay}s",
+    )
+
+
+def _wake_waiting(ended: Execution) -> None:
+    """Hand out executions that waited for the lock group or throttle slot this one held."""
+    now = timezone.now()
+    related = Q(application_id=ended.application_id)
+    if ended.lock_group:
+        related |= Q(lock_group=ended.lock_group)
+    waiting = list(
+        Execution.objects.filter(related, status=Status.WAITING)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:20]
+    )
+    if waiting:
+        transaction.on_commit(lambda: hand_out(waiting))
+
+
+def request_kill(execution: Execution, by: str) -> Execution:
+    """Ask the runner supervising a RUNNING execution to stop it (it checks twice a second)."""
+    Execution.objects.filter(pk=execution.pk, status=Status.RUNNING, kill_requested_by="").update(kill_requested_by=by)
+    execution.refresh_from_db()
+    return execution
