@@ -154,7 +154,7 @@ def test_it_kills_selected_executions(admin_client_logged, make_job):
     assert (running.status, running.kill_requested_by) == (Status.RUNNING, "ada")  # its runner stops it
     assert done.status == Status.COMPLETED
     notes = messages_of(response)
-    assert "Kill requested for 2 executions" in notes[0]
+    assert notes[0].startswith("Kill requested for 2: #")
     assert f"#{done.pk}: Execution {done.pk} is COMPLETED; only active executions can be killed." in notes[1]
 
 
@@ -167,7 +167,7 @@ def test_it_restarts_failed_executions_only(admin_client_logged, make_job, hande
     assert (restarted.trigger, restarted.triggered_by, restarted.parameters) == (Trigger.RESTART, "ada", "day=Tue")
     assert not Execution.objects.filter(restart_of=done).exists()
     notes = messages_of(response)
-    assert notes[0] == f"Restarted 1 executions: #{failed.pk}."
+    assert notes[0].startswith(f"Restarted 1: #{failed.pk} as #")
     assert "only executions in ERROR can be restarted" in notes[1]
 
 

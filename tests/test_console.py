@@ -40,9 +40,10 @@ def test_console_pages_need_a_login(client, db):
         assert client.get(url).status_code == 302
 
 
-def test_a_staff_user_without_a_batch_role_is_sent_back(client, django_user_model):
+def test_a_staff_user_without_a_batch_role_is_refused(client, django_user_model):
     client.force_login(django_user_model.objects.create_user("nobody", password="x", is_staff=True))
-    assert client.get("/admin/monitoring/")["Location"] == "/admin/"
+    assert client.get("/admin/monitoring/").status_code == 403
+    assert client.get("/admin/health/").status_code == 403
 
 
 def test_health_page_reports_components_and_runs_the_checks_for_administrators(client, administrator):

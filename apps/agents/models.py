@@ -37,6 +37,7 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["-last_heartbeat"]
+        permissions = [("block_agent", "Can block and unblock agents")]
         indexes = [models.Index(fields=["status", "last_heartbeat"], name="agent_liveness")]
 
     def __str__(self) -> str:

@@ -13,7 +13,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api.permissions import AdministratorsOnly, BatchRole
+from apps.api.permissions import BatchPermission
 from apps.catalog import validators
 from apps.catalog.models import JobDefinition
 from apps.engine import services
@@ -119,7 +119,8 @@ class BackgroundTaskList(EnvelopeView):
     """Every job definition known to the scheduler, read from the database."""
 
     api_id = "api.backgroundtasks.read"
-    permission_classes = [BatchRole]
+    permission_classes = [BatchPermission]
+    permission_required = "catalog.view_jobdefinition"
 
     @extend_schema(
         operation_id="backgroundtasks_list", parameters=[REQUEST_ID],
@@ -149,7 +150,8 @@ class TriggerBackgroundTask(EnvelopeView):
     """Trigger a job now; administrators only."""
 
     api_id = "api.backgroundtasks.trigger"
-    permission_classes = [AdministratorsOnly]
+    permission_classes = [BatchPermission]
+    permission_required = "catalog.trigger_jobdefinition"
     parser_classes = [JSONParser]
 
     @extend_schema(

@@ -19,7 +19,7 @@ from apps.agents import services as agents
 from apps.agents.models import Agent, AgentKind, AgentStatus
 from apps.api import serializers as s
 from apps.api.errors import ErrorSerializer
-from apps.api.permissions import BatchRole
+from apps.api.permissions import BatchPermission
 from apps.api.schema import ControlApiSchema
 from apps.catalog import services as catalog
 from apps.catalog.models import Application, JobDefinition, JobType
@@ -37,7 +37,8 @@ class Pages(pagination.PageNumberPagination):
 
 
 class BatchViewSet(viewsets.GenericViewSet):
-    permission_classes = [BatchRole]
+    permission_classes = [BatchPermission]
+    action_permissions: dict[str, str | dict[str, str]] = {}
     pagination_class = Pages
     schema = ControlApiSchema()
 
@@ -93,6 +94,7 @@ class ApplicationViewSet(BatchViewSet, viewsets.ModelViewSet):
     serializer_class = s.ApplicationSerializer
     lookup_field = "name"
     lookup_value_regex = r"[A-Za-z0-9_-]+"
+    action_permissions = {"configure": "catalog.change_application"}
 
     @extend_schema(responses=inline_serializer("ApplicationStats", {
         "agents": serializers.IntegerField(), "jobs": serializers.IntegerField(), "running": serializers.IntegerField()}))
@@ -123,6 +125,7 @@ class JobTypeViewSet(BatchViewSet, viewsets.ModelViewSet):
     serializer_class = s.JobTypeSerializer
     lookup_field = "name"
     lookup_value_regex = r"[A-Za-z0-9_-]+"
+    action_permissions = {"check": "catalog.check_jobtype"}
 
     @extend_schema(request=None, responses=inline_serializer("SystemCheck", {
         "up": serializers.BooleanField(), "status_code": serializers.IntegerField(allow_null=True),
@@ -145,6 +148,10 @@ class JobViewSet(BatchViewSet, viewsets.ModelViewSet):
     serializer_class = s.JobSerializer
     lookup_field = "name"
     lookup_value_regex = r"[A-Za-z0-9_.-]+"
+    action_permissions = {
+        "schedules": {"GET": "scheduling.view_schedule", "POST": "scheduling.add_schedule"},
+        "executions": {"GET": "engine.view_execution", "POST": "catalog.trigger_jobdefinition"},
+    }
 
     def get_queryset(self):
         next_fire = (Schedule.objects.filter(job=OuterRef("pk"), active=True).order_by().values("job")
@@ -202,6 +209,7 @@ class ScheduleViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelM
                       mixins.DestroyModelMixin):
     queryset = Schedule.objects.select_related("job").order_by("id")
     serializer_class = s.ScheduleSerializer
+    action_permissions = {"pause": "scheduling.pause_schedule", "resume": "scheduling.pause_schedule"}
 
     def perform_update(self, serializer):
         schedule = serializer.instance
@@ -230,6 +238,7 @@ EXECUTION_FILTERS = [
 
 class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
     serializer_class = s.ExecutionSerializer
+    action_permissions = {"kill": "engine.kill_execution", "restart": "engine.restart_execution"}
 
     def get_queryset(self):
         executions = Execution.objects.select_related("job", "application", "agent")
@@ -288,6 +297,7 @@ class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModel
 class AgentViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
     serializer_class = s.AgentSerializer
     lookup_field = "instance_id"
+    action_permissions = {"block": "agents.block_agent", "unblock": "agents.block_agent"}
     lookup_value_regex = r"[0-9a-fA-F-]{36}"
 
     def get_queryset(self):
@@ -314,7 +324,8 @@ class AgentViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
 
 
 class HealthView(APIView):
-    permission_classes = [BatchRole]
+    permission_classes = [BatchPermission]
+    permission_required = "agents.view_agent"
     schema = ControlApiSchema()
 
     @extend_schema(responses=inline_serializer("Health", {

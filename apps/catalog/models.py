@@ -112,6 +112,7 @@ class JobType(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("check_jobtype", "Can run the system check of job types")]
 
     def __str__(self) -> str:
         return self.name
@@ -228,7 +229,8 @@ class JobDefinition(models.Model):
                 name="job_custom_type_iff_custom_kind",
             ),
         ]
-        permissions = [("trigger_jobdefinition", "Can trigger jobs")]
+        permissions = [("trigger_jobdefinition", "Can trigger jobs"),
+                       ("load_workbook", "Can load batch schedule workbooks")]
 
     def __init__(self, *args, **kwargs) -> None:
         self._unknown_type = ""

@@ -1,13 +1,15 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class ConsoleConfig(AppConfig):
     name = "apps.console"
     verbose_name = "Console"
+    default = True
 
-    def ready(self) -> None:
-        from django.contrib import admin
 
-        admin.site.site_header = "Batchdesk"
-        admin.site.site_title = "Batchdesk"
-        admin.site.index_title = "Batch operations console"
+class BatchdeskAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin, with the Batchdesk site as its default site."""
+
+    default = False
+    default_site = "apps.console.sites.BatchdeskAdminSite"

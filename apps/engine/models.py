@@ -109,6 +109,14 @@ class Execution(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("kill_execution", "Can kill executions"),
+            ("restart_execution", "Can restart executions"),
+            ("hold_execution", "Can hold executions"),
+            ("release_execution", "Can release executions"),
+            ("skip_execution", "Can skip executions"),
+            ("fetch_log_execution", "Can fetch the external log of executions"),
+        ]
         indexes = [
             models.Index(fields=["status", "next_check_at"], name="execution_due"),
             models.Index(fields=["job", "-created_at"], name="execution_job_recent"),

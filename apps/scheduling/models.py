@@ -54,6 +54,7 @@ class Schedule(models.Model):
                                        help_text="Why the schedule is inactive: paused, or finished.")
 
     class Meta:
+        permissions = [("pause_schedule", "Can pause and resume schedules")]
         indexes = [models.Index(fields=["active", "next_fire_at"], name="schedule_due")]
         constraints = [
             models.CheckConstraint(

@@ -47,9 +47,7 @@ PREVIEW_ROWS = 2000  # rows listed on the page; counts always cover every row
 PREVIEW_PROBLEMS = 500
 RESULT_MARKER = "<!--dry-run-result-->"
 VIEW_PERMISSIONS = ["catalog.view_jobdefinition", "scheduling.view_schedule"]
-APPLY_PERMISSIONS = [f"catalog.{action}_{model}" for model in ("application", "jobtype", "flow", "process",
-                                                              "jobdefinition") for action in ("add", "change")] + \
-    ["scheduling.add_schedule", "scheduling.change_schedule"]
+APPLY_PERMISSIONS = ["catalog.load_workbook"]
 
 
 class UploadForm(forms.Form):

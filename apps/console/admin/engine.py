@@ -1,15 +1,17 @@
+"""The execution admin: the record of what ran, its live log, and the operator's actions."""
+
 from __future__ import annotations
 
 import re
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from apps.engine import services
-from apps.errors import BatchError, ErrorCode
+from apps.console.admin.base import BatchModelAdmin
 from apps.engine.models import Execution, Status
 
 STATUS_COLOURS = {
@@ -18,7 +20,8 @@ STATUS_COLOURS = {
 }
 
 
-class ExecutionAdmin(admin.ModelAdmin):
+@admin.register(Execution)
+class ExecutionAdmin(BatchModelAdmin):
     list_display = ["id", "job", "application", "status_badge", "trigger", "attempt", "created_at",
                     "started_at", "runtime_display", "agent", "error"]
     list_filter = ["status", "trigger", "application", "job__kind", "warning"]
@@ -49,6 +52,18 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # the record of what ran is not edited; kill/restart are actions
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # history is removed only by the purge_executions housekeeping task
+
+    def has_kill_permission(self, request: HttpRequest) -> bool:
+        return self.has_named_permission(request, "kill")
+
+    def has_restart_permission(self, request: HttpRequest) -> bool:
+        return self.has_named_permission(request, "restart")
+
+    def has_fetch_log_permission(self, request: HttpRequest) -> bool:
+        return self.has_named_permission(request, "fetch_log")
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Execution) -> str:
@@ -91,34 +106,25 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Kill selected executions", permissions=["kill"])
     def kill(self, request, queryset):
-        self._apply(request, queryset, lambda e: services.kill(e, by=request.user.get_username()), "Kill requested for")
+        by = request.user.get_username()
+        self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.kill(e, by=by), "Kill requested for",
+                           report=lambda e, _: f"#{e.pk}")
 
-    @admin.action(description="Restart selected executions (ERROR only)", permissions=["kill"])
+    @admin.action(description="Restart selected executions (ERROR only)", permissions=["restart"])
     def restart(self, request, queryset):
-        self._apply(request, queryset, lambda e: services.restart(e, by=request.user.get_username()), "Restarted")
+        by = request.user.get_username()
+        self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.restart(e, by=by), "Restarted",
+                           report=lambda e, new: f"#{e.pk} as #{new.pk}")
 
-    @admin.action(description="Fetch the external system's log now (custom job types)")
+    @admin.action(description="Fetch the external system's log now (custom job types)", permissions=["fetch_log"])
     def fetch_log(self, request, queryset):
-        self._apply(request, queryset, services.fetch_log, "Fetched the log of")
+        self.apply_to_each(request, self._with_jobs(queryset), services.fetch_log, "Fetched the log of",
+                           report=lambda e, _: f"#{e.pk}")
 
-    def has_kill_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("engine.delete_execution") or request.user.has_perm("catalog.change_jobdefinition")
-
-    def _apply(self, request, queryset, operation, verb: str) -> None:
-        done, refused = [], []
-        for execution in queryset.select_related("job", "application"):
-            try:
-                operation(execution)
-                done.append(f"#{execution.pk}")
-            except BatchError as exc:
-                refused.append(f"#{execution.pk}: {exc.message}")
-        if done:
-            self.message_user(request, f"{verb} {len(done)} executions: {', '.join(done)}.")
-        if refused:
-            self.message_user(request, "Refused: " + "; ".join(refused), level=messages.ERROR)
+    @staticmethod
+    def _with_jobs(queryset):
+        return queryset.select_related("job__custom_type", "job__process__flow", "application")
 
     class Media:
         js = ["batchdesk/log_tail.js"]
 
-
-admin.site.register(Execution, ExecutionAdmin)

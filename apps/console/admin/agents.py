@@ -1,3 +1,5 @@
+"""The agent admin: every qcluster and dispatcher process, block and unblock."""
+
 from __future__ import annotations
 
 from django.contrib import admin
@@ -5,11 +7,12 @@ from django.db.models import Count, Q
 
 from apps.agents import services
 from apps.agents.models import Agent
+from apps.console.admin.base import BatchModelAdmin
 from apps.engine.models import Status
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(BatchModelAdmin):
     list_display = ["name", "kind", "status", "host", "pid", "last_heartbeat", "running", "cpu_cores", "os_name"]
     list_filter = ["status", "kind", "host"]
     search_fields = ["name", "host", "=instance_id"]
@@ -29,12 +32,15 @@ class AgentAdmin(admin.ModelAdmin):
     def running(self, obj: Agent) -> int:
         return obj.running_count
 
-    @admin.action(description="Block selected agents (no new executions start on them)", permissions=["change"])
+    def has_block_permission(self, request) -> bool:
+        return self.has_named_permission(request, "block")
+
+    @admin.action(description="Block selected agents (no new executions start on them)", permissions=["block"])
     def block(self, request, queryset):
         done = sum(services.set_blocked(agent, True) for agent in queryset)
         self.message_user(request, f"Blocked {done} agents.")
 
-    @admin.action(description="Unblock selected agents", permissions=["change"])
+    @admin.action(description="Unblock selected agents", permissions=["block"])
     def unblock(self, request, queryset):
         done = sum(services.set_blocked(agent, False) for agent in queryset)
         self.message_user(request, f"Unblocked {done} agents.")

@@ -1,3 +1,5 @@
+"""Admins of the catalog: applications, flows, processes, custom job types and job definitions."""
+
 from __future__ import annotations
 
 from django import forms
@@ -9,15 +11,15 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from apps.catalog import services as catalog_services
 from apps.catalog.models import BUILTIN_KINDS, Application, Flow, JobDefinition, JobType, JobTypeEnvironment, Process
 from apps.engine import services
-from apps.errors import BatchError, ErrorCode
+from apps.console.admin.base import BatchModelAdmin
 from apps.engine.models import Execution, Trigger
+from apps.errors import BatchError
 
 
 @admin.register(Application)
-class ApplicationAdmin(admin.ModelAdmin):
+class ApplicationAdmin(BatchModelAdmin):
     list_display = ["name", "enabled", "throttle_limit", "job_count", "description"]
     list_filter = ["enabled"]
     search_fields = ["name", "description"]
@@ -30,11 +32,11 @@ class ApplicationAdmin(admin.ModelAdmin):
     def job_count(self, obj: Application) -> int:
         return obj.job_count
 
-    @admin.action(description="Enable selected applications")
+    @admin.action(description="Enable selected applications", permissions=["change"])
     def enable(self, request, queryset):
         self.message_user(request, f"Enabled {queryset.update(enabled=True)} applications.")
 
-    @admin.action(description="Disable selected applications")
+    @admin.action(description="Disable selected applications", permissions=["change"])
     def disable(self, request, queryset):
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} applications.")
 
@@ -47,7 +49,7 @@ class ProcessInline(admin.TabularInline):
 
 
 @admin.register(Flow)
-class FlowAdmin(admin.ModelAdmin):
+class FlowAdmin(BatchModelAdmin):
     list_display = ["name", "application", "cycle", "description"]
     list_filter = ["application", "cycle"]
     search_fields = ["name", "cycle", "application__name"]
@@ -56,7 +58,7 @@ class FlowAdmin(admin.ModelAdmin):
 
 
 @admin.register(Process)
-class ProcessAdmin(admin.ModelAdmin):
+class ProcessAdmin(BatchModelAdmin):
     list_display = ["name", "flow", "description"]
     list_filter = ["flow__application", "flow"]
     search_fields = ["name", "flow__name"]
@@ -98,7 +100,7 @@ class JobTypeEnvironmentInline(admin.TabularInline):
 
 
 @admin.register(JobType)
-class JobTypeAdmin(admin.ModelAdmin):
+class JobTypeAdmin(BatchModelAdmin):
     form = JobTypeForm
     list_display = ["name", "url", "poll_interval_seconds", "secret_stored", "last_check", "description"]
     search_fields = ["name", "url", "description"]
@@ -124,7 +126,10 @@ class JobTypeAdmin(admin.ModelAdmin):
             return "never"
         return f"{'up' if obj.last_check_up else 'DOWN'} at {obj.last_check_at:%Y-%m-%d %H:%M:%S}"
 
-    @admin.action(description="Run the system check now")
+    def has_check_permission(self, request) -> bool:
+        return self.has_named_permission(request, "check")
+
+    @admin.action(description="Run the system check now", permissions=["check"])
     def system_check(self, request, queryset):
         for job_type in queryset:
             result = services.system_check(job_type)
@@ -157,7 +162,7 @@ class JobDefinitionForm(forms.ModelForm):
 
 
 @admin.register(JobDefinition)
-class JobDefinitionAdmin(admin.ModelAdmin):
+class JobDefinitionAdmin(BatchModelAdmin):
     form = JobDefinitionForm
     list_display = ["name", "application", "job_type", "enabled", "concurrency", "lock_group", "latest_status"]
     list_filter = ["enabled", "kind", "custom_type", "concurrency", "application"]
@@ -190,7 +195,7 @@ class JobDefinitionAdmin(admin.ModelAdmin):
     def trigger_view(self, request: HttpRequest, pk: int):
         """Trigger one job with parameters that override its defaults."""
         job = get_object_or_404(JobDefinition.objects.select_related("application"), pk=pk)
-        if not self.has_change_permission(request, job):
+        if not self.has_trigger_permission(request):
             raise PermissionDenied  # a viewer: refused plainly, as the admin refuses its own pages
         error = ""
         if request.method == "POST":
@@ -206,19 +211,15 @@ class JobDefinitionAdmin(admin.ModelAdmin):
                    "error": error, "opts": self.model._meta, "parameters": request.POST.get("parameters", "")}
         return TemplateResponse(request, "admin/catalog/jobdefinition/trigger.html", context)
 
-    @admin.action(description="Trigger selected jobs now", permissions=["change"])
+    def has_trigger_permission(self, request) -> bool:
+        return self.has_named_permission(request, "trigger")
+
+    @admin.action(description="Trigger selected jobs now", permissions=["trigger"])
     def trigger_now(self, request, queryset):
-        started, refused = [], []
-        for job in queryset.select_related("application"):
-            try:
-                execution = services.trigger(job, trigger=Trigger.MANUAL, triggered_by=request.user.get_username())
-                started.append(f"{job.name} (#{execution.pk})")
-            except BatchError as exc:
-                refused.append(f"{job.name}: {exc.message}")
-        if started:
-            self.message_user(request, f"Triggered {len(started)}: {', '.join(started)}.")
-        if refused:
-            self.message_user(request, "Refused: " + "; ".join(refused), level=messages.ERROR)
+        by = request.user.get_username()
+        self.apply_to_each(request, queryset.select_related("application", "custom_type"),
+                           lambda job: services.trigger(job, trigger=Trigger.MANUAL, triggered_by=by), "Triggered",
+                           report=lambda job, execution: f"{job.name} (#{execution.pk})")
 
     @admin.action(description="Enable selected jobs", permissions=["change"])
     def enable(self, request, queryset):
@@ -229,6 +230,6 @@ class JobDefinitionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} jobs.")
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None and self.has_change_permission(request, obj):
+        if obj is not None and self.has_trigger_permission(request):
             context["trigger_url"] = reverse("admin:catalog_jobdefinition_trigger", args=[obj.pk])
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -1,3 +1,5 @@
+"""The schedule admin: next fire times, recent fires, pause and resume."""
+
 from __future__ import annotations
 
 import zoneinfo
@@ -8,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from django_q.models import Schedule as QueueSchedule
 
+from apps.console.admin.base import BatchModelAdmin
 from apps.scheduling import services
 from apps.scheduling.models import Schedule
 
@@ -18,7 +21,7 @@ admin.site.unregister(QueueSchedule)
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(BatchModelAdmin):
     list_display = ["__str__", "kind", "timezone", "misfire", "active", "next_fire_at", "last_fired_at",
                     "fire_count", "inactive_reason"]
     list_filter = ["active", "kind", "misfire", "timezone"]
@@ -66,13 +69,16 @@ class ScheduleAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: Schedule, form, change: bool) -> None:
         services.reschedule(obj)
 
-    @admin.action(description="Pause selected schedules", permissions=["change"])
+    def has_pause_permission(self, request) -> bool:
+        return self.has_named_permission(request, "pause")
+
+    @admin.action(description="Pause selected schedules", permissions=["pause"])
     def pause(self, request, queryset):
         for schedule in queryset:
             services.pause(schedule, by=request.user.get_username())
         self.message_user(request, f"Paused {queryset.count()} schedules.")
 
-    @admin.action(description="Resume selected schedules", permissions=["change"])
+    @admin.action(description="Resume selected schedules", permissions=["pause"])
     def resume(self, request, queryset):
         resumed = [services.resume(schedule, by=request.user.get_username()) for schedule in queryset]
         self.message_user(request, f"Resumed {sum(s.active for s in resumed)} of {len(resumed)} schedules.")

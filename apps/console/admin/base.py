@@ -1,0 +1,31 @@
+"""What every Batchdesk ModelAdmin shares: one permission vocabulary and one way to report an
+action applied to each selected row."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from apps.errors import BatchError
+
+
+class BatchModelAdmin(admin.ModelAdmin):
+    def has_named_permission(self, request: HttpRequest, name: str) -> bool:
+        """The model's custom permission `<app>.<name>_<model>` (Meta.permissions), as the API asks it."""
+        return request.user.has_perm(f"{self.opts.app_label}.{name}_{self.opts.model_name}")
+
+    def apply_to_each(self, request: HttpRequest, queryset, operation: Callable, verb: str,
+                      report: Callable = lambda obj, result: str(obj)) -> None:
+        """Run `operation` on each selected row; report what was done and what was refused, and why."""
+        done, refused = [], []
+        for obj in queryset:
+            try:
+                done.append(report(obj, operation(obj)))
+            except BatchError as exc:
+                refused.append(f"{obj}: {exc.message}")
+        if done:
+            self.message_user(request, f"{verb} {len(done)}: {', '.join(done)}.")
+        if refused:
+            self.message_user(request, "Refused: " + "; ".join(refused), level=messages.ERROR)
