@@ -17,14 +17,16 @@ class BatchModelAdmin(admin.ModelAdmin):
         return request.user.has_perm(f"{self.opts.app_label}.{name}_{self.opts.model_name}")
 
     def apply_to_each(self, request: HttpRequest, queryset, operation: Callable, verb: str,
-                      report: Callable = lambda obj, result: str(obj)) -> None:
-        """Run `operation` on each selected row; report what was done and what was refused, and why."""
+                      name: Callable = str, outcome: Callable | None = None) -> None:
+        """Run `operation` on each selected row; report what was done (each row by `name`, with the
+        `outcome` of the operation when given) and what was refused, and why."""
         done, refused = [], []
         for obj in queryset:
             try:
-                done.append(report(obj, operation(obj)))
+                result = operation(obj)
+                done.append(name(obj) + (f" {outcome(result)}" if outcome else ""))
             except BatchError as exc:
-                refused.append(f"{obj}: {exc.message}")
+                refused.append(f"{name(obj)}: {exc.message}")
         if done:
             self.message_user(request, f"{verb} {len(done)}: {', '.join(done)}.")
         if refused:

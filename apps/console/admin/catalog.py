@@ -219,7 +219,7 @@ class JobDefinitionAdmin(BatchModelAdmin):
         by = request.user.get_username()
         self.apply_to_each(request, queryset.select_related("application", "custom_type"),
                            lambda job: services.trigger(job, trigger=Trigger.MANUAL, triggered_by=by), "Triggered",
-                           report=lambda job, execution: f"{job.name} (#{execution.pk})")
+                           outcome=lambda execution: f"(#{execution.pk})")
 
     @admin.action(description="Enable selected jobs", permissions=["change"])
     def enable(self, request, queryset):

@@ -20,6 +20,10 @@ STATUS_COLOURS = {
 }
 
 
+def number(execution: Execution) -> str:
+    return f"#{execution.pk}"
+
+
 @admin.register(Execution)
 class ExecutionAdmin(BatchModelAdmin):
     list_display = ["id", "job", "application", "status_badge", "trigger", "attempt", "created_at",
@@ -108,18 +112,18 @@ class ExecutionAdmin(BatchModelAdmin):
     def kill(self, request, queryset):
         by = request.user.get_username()
         self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.kill(e, by=by), "Kill requested for",
-                           report=lambda e, _: f"#{e.pk}")
+                           name=number)
 
     @admin.action(description="Restart selected executions (ERROR only)", permissions=["restart"])
     def restart(self, request, queryset):
         by = request.user.get_username()
         self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.restart(e, by=by), "Restarted",
-                           report=lambda e, new: f"#{e.pk} as #{new.pk}")
+                           name=number, outcome=lambda new: f"as #{new.pk}")
 
     @admin.action(description="Fetch the external system's log now (custom job types)", permissions=["fetch_log"])
     def fetch_log(self, request, queryset):
         self.apply_to_each(request, self._with_jobs(queryset), services.fetch_log, "Fetched the log of",
-                           report=lambda e, _: f"#{e.pk}")
+                           name=number)
 
     @staticmethod
     def _with_jobs(queryset):
