@@ -407,6 +407,15 @@ def run_with_engine(backend: str, args: argparse.Namespace, *, name: str, measur
         return {"backend": backend, **measure(backend, args, processes)}
 
 
+def dummy_job(name: str):
+    """A DUMMY job, in an application BENCH, that may run alongside itself (concurrency=allow)."""
+    from apps.catalog.models import Application, Concurrency, JobDefinition
+
+    application, _ = Application.objects.get_or_create(name="BENCH")
+    return JobDefinition.objects.create(name=name, application=application, job_type="DUMMY",
+                                        concurrency=Concurrency.ALLOW)
+
+
 # --- figures -------------------------------------------------------------------------------
 
 

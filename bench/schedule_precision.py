@@ -45,6 +45,7 @@ from bench.harness import (  # noqa: E402
     VAR,
     Processes,
     add_scratch_options,
+    dummy_job,
     not_measured,
     percentile,
     refuse_unless_scratch,
@@ -93,7 +94,6 @@ def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dic
     from django_q.conf import Conf
     from django_q.models import Schedule as QSchedule
 
-    from apps.catalog.models import Application, Concurrency, JobDefinition
     from apps.engine import services
     from apps.engine.models import TERMINAL, Execution
     from apps.scheduling.models import FiredSlot, Kind, Outcome, Schedule
@@ -102,10 +102,7 @@ def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dic
     label = BACKENDS[backend]
     probe_file = VAR / f"bench_schedule-{backend}-probes.txt"
     probe_file.unlink(missing_ok=True)
-    job = JobDefinition.objects.create(
-        name="bench-schedule-dummy", application=Application.objects.create(name="BENCH"),
-        job_type="DUMMY", concurrency=Concurrency.ALLOW,
-    )
+    job = dummy_job("bench-schedule-dummy")
 
     # Every worker's first run imports the runner's modules, which is not lateness. A burst reaches
     # every worker.

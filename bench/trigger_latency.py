@@ -36,6 +36,7 @@ from bench.harness import (  # noqa: E402
     VAR,
     Processes,
     add_scratch_options,
+    dummy_job,
     not_measured,
     percentile,
     refuse_unless_scratch,
@@ -78,7 +79,6 @@ def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dic
     from django_q.conf import Conf
     from django_q.tasks import async_task
 
-    from apps.catalog.models import Application, Concurrency, JobDefinition
     from apps.engine import services
     from apps.engine.models import TERMINAL, Execution
     from bench.probe import read_starts
@@ -86,10 +86,7 @@ def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dic
     label = BACKENDS[backend]
     probe_file = VAR / f"bench_trigger-{backend}-probes.txt"
     probe_file.unlink(missing_ok=True)
-    job = JobDefinition.objects.create(
-        name="bench-dummy", application=Application.objects.create(name="BENCH"),
-        job_type="DUMMY", concurrency=Concurrency.ALLOW,
-    )
+    job = dummy_job("bench-dummy")
 
     def ours(count: int, spacing: float) -> tuple[list[float], int]:
         ids = [services.trigger(job, triggered_by="bench").pk for _ in paced(range(count), spacing)]
