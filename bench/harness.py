@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import psutil
@@ -118,8 +118,11 @@ class Processes:
             raise TimeoutError(f"the commands did not register within {timeout:g} s; see {self.log_prefix}-*.log")
 
     def stop(self, *processes: subprocess.Popen) -> None:
-        """SIGTERM to each (each stops what it started on it), then, after the grace, SIGKILL to
-        whatever is left of their process groups."""
+        """SIGTERM to each, then, after the grace, SIGKILL to whatever is left of their groups.
+
+        SIGTERM to the command only: it stops what it started in order. Sent to the whole group
+        it reaches a cluster's sentinel and workers as well, and that cluster never exits.
+        """
         for command in self._commands(processes):
             command.stopped = True
             if command.process.poll() is None:
@@ -154,7 +157,7 @@ class Processes:
             f"--- {command.log.name}\n{command.log.read_text(errors='replace')[-tail:]}" for command in self.commands
         )
 
-    def _commands(self, processes) -> list[Command]:
+    def _commands(self, processes: Iterable[subprocess.Popen]) -> list[Command]:
         return [command for command in self.commands if command.process in processes]
 
 
