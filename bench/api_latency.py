@@ -26,8 +26,6 @@ import argparse
 import itertools
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,12 +35,13 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the script's own directory is bench/
 
 from bench.harness import (  # noqa: E402
-    ROOT,
     VAR,
-    create_postgres,
-    database_name,
-    drop_postgres,
+    Processes,
+    add_scratch_options,
+    free_port,
     percentile,
+    refuse_unless_scratch,
+    scratch_backend,
     services_unreachable,
 )
 
@@ -51,7 +50,6 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 TARGET_P99_MS = {"list": 50.0, "trigger": 100.0}
 APPLICATIONS = 10
 PAST_EXECUTIONS = 5
-SERVER_LOG = VAR / "bench-api-gunicorn.log"
 
 
 def main() -> int:
@@ -62,25 +60,21 @@ def main() -> int:
     if unreachable:
         print(f"cannot measure: {unreachable}", file=sys.stderr)
         return 1
-    queue = f"batchdesk-api-bench-{os.getpid()}"
-    # Before Django and django_q are imported: both read the environment once, at import.
-    os.environ.update(DATABASE_URL=args.postgres_url, REDIS_URL=args.redis_url, BATCHDESK_QUEUE_NAME=queue,
-                      DJANGO_SETTINGS_MODULE="config.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")  # the server's "triggered …" lines are not the point
-    server = None
-    print(f"preparing {database_name(args.postgres_url)} with {args.jobs} jobs", file=sys.stderr)
-    create_postgres(args.postgres_url)
+    queue = f"batchdesk-api-bench-{os.getpid()}"
     try:
-        token, names = prepare(args.jobs)
-        server = start_server(args)
-        figures = measure(args, token, names)
+        with (scratch_backend("postgres", args, name="bench_api", queue_name=queue) as env,
+              Processes(env, VAR / "bench-api") as processes):
+            try:
+                print(f"loading {args.jobs} jobs", file=sys.stderr)
+                token, names = prepare(args.jobs)
+                start_server(processes, args)
+                figures = measure(args, token, names)
+            finally:
+                delete_queue()
     except KeyboardInterrupt:
         print("interrupted: server stopped, scratch database dropped", file=sys.stderr)
         return 130
-    finally:
-        if server is not None:
-            stop_server(server)
-        tidy_up(args.postgres_url)
     report(figures, args)
     return 0
 
@@ -91,14 +85,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=300, help="Measured requests of each kind (default 300).")
     parser.add_argument("--warmup", type=int, default=30, help="Unmeasured requests of each kind first (default 30).")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2).")
-    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-                        help="Scratch database to create and drop; its name must contain 'bench'.")
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
+    add_scratch_options(parser, postgres_url=DEFAULT_POSTGRES_URL, redis_url=DEFAULT_REDIS_URL)
     args = parser.parse_args()
     if args.jobs < 1 or args.n < 1 or args.warmup < 0 or args.workers < 1:
         parser.error("--jobs, --n and --workers must be positive, --warmup not negative")
-    if "bench" not in database_name(args.postgres_url):
-        parser.error(f"refusing to drop {database_name(args.postgres_url)!r}: name a database containing 'bench'")
+    refuse_unless_scratch(parser, args)
     return args
 
 
@@ -106,14 +97,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def prepare(count: int) -> tuple[str, list[str]]:
-    """Migrate and load the jobs; return an administrator's token and the jobs' names."""
-    import django
-
-    django.setup()
+    """Load the jobs into the migrated scratch database; return an administrator's token and the jobs' names."""
     from datetime import timedelta
 
     from django.contrib.auth.models import Group, User
-    from django.core.management import call_command
     from django.db import connections
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
@@ -123,7 +110,6 @@ def prepare(count: int) -> tuple[str, list[str]]:
     from apps.engine.models import Execution, Status
     from apps.scheduling.models import Schedule
 
-    call_command("migrate", verbosity=0, interactive=False)
     apps = Application.objects.bulk_create(Application(name=f"APP_{i:02d}") for i in range(APPLICATIONS))
     jobs = JobDefinition.objects.bulk_create(
         JobDefinition(name=f"job_{i:05d}", application=apps[i % APPLICATIONS], job_type="DUMMY",
@@ -143,64 +129,29 @@ def prepare(count: int) -> tuple[str, list[str]]:
     return token, [job.name for job in jobs]
 
 
-def tidy_up(postgres_url: str) -> None:
-    """Drop the queue this run filled and the scratch database."""
-    try:
-        from django.db import connections
-        from django_q.brokers import get_broker
+def delete_queue() -> None:
+    """The queue this run filled: its name is this run's own, and no cluster reads it."""
+    from django_q.brokers import get_broker
 
-        get_broker().delete_queue()
-        connections.close_all()
-    except Exception as exc:  # Django never got set up: nothing was queued
-        print(f"note: no queue to delete ({type(exc).__name__})", file=sys.stderr)
-    drop_postgres(postgres_url)
+    get_broker().delete_queue()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(args: argparse.Namespace) -> subprocess.Popen:
+def start_server(processes: Processes, args: argparse.Namespace) -> None:
+    """gunicorn on a free port, once the API answers (401: no token)."""
     args.port = free_port()
-    with open(SERVER_LOG, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "--workers", str(args.workers),
-             "--worker-class", "gthread", "--threads", "2", "--keep-alive", "30",
-             "--bind", f"127.0.0.1:{args.port}"],
-            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log, stderr=subprocess.STDOUT,
-        )
+    processes.spawn("gunicorn", [
+        sys.executable, "-m", "gunicorn", "config.wsgi", "--workers", str(args.workers),
+        "--worker-class", "gthread", "--threads", "2", "--keep-alive", "30", "--bind", f"127.0.0.1:{args.port}",
+    ])
+    if not processes.wait_until(lambda: answers(args.port), 60, interval=0.2):
+        raise RuntimeError(f"gunicorn did not answer within 60 s; see {processes.log_prefix}-gunicorn.log")
+
+
+def answers(port: int) -> bool:
     try:
-        wait_until_answering(server, args.port)
-    except BaseException:
-        stop_server(server)
-        raise
-    return server
-
-
-def wait_until_answering(server: subprocess.Popen, port: int, timeout: float = 60) -> None:
-    """Until the API answers (401: no token), or fail if gunicorn exits or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited ({server.returncode}); see {SERVER_LOG}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/api/v1/backgroundtasks", timeout=10).status_code == 401:
-                return
-        except requests.RequestException:  # not listening yet, or its workers still booting
-            time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s; see {SERVER_LOG}")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        server.terminate()  # gunicorn stops its workers on SIGTERM
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        return requests.get(f"http://127.0.0.1:{port}/api/v1/backgroundtasks", timeout=10).status_code == 401
+    except requests.RequestException:  # not listening yet, or its workers still booting
+        return False
 
 
 # --- measuring ------------------------------------------------------------------------------

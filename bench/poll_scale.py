@@ -40,19 +40,29 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the script's own directory is bench/, not the project
+
+from bench.harness import (  # noqa: E402
+    ROOT,
+    VAR,
+    Processes,
+    add_scratch_options,
+    free_port,
+    percentile,
+    refuse_unless_scratch,
+    scratch_backend,
+    services_unreachable,
+)
+
 LOG_PREFIX = VAR / "bench_poll"
 
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/batchdesk_pollbench"
@@ -71,50 +81,27 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # Before Django and django_q are imported: both read the environment once, at import.
-    os.environ.update(
-        DATABASE_URL=args.postgres_url, REDIS_URL=args.redis_url, BATCHDESK_QUEUE_NAME=QUEUE_NAME,
-        Q_WORKERS=str(args.workers), OAUTH_ALLOW_INSECURE_TRANSPORT="true", DJANGO_SETTINGS_MODULE="config.settings",
-    )
+    os.environ.update(Q_WORKERS=str(args.workers), OAUTH_ALLOW_INSECURE_TRANSPORT="true")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    command_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    sys.path.insert(0, str(ROOT))  # the script's own directory is bench/, not the project
 
-    unreachable = why_unreachable(args)
+    unreachable = services_unreachable(args.postgres_url, args.redis_url)
     if unreachable:
         print(f"skipped: {unreachable}", file=sys.stderr)
         return 0
     results, naive = [], None
-    external = None
     try:
-        print("preparing the scratch database", file=sys.stderr)
-        postgres(args.postgres_url, "DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        postgres(args.postgres_url, "CREATE DATABASE {}")
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django_q.brokers import get_broker
-
-        call_command("migrate", verbosity=0, interactive=False)
-        note_claims()
-        get_broker().purge_queue()  # a Redis queue outlives databases: drop an earlier run's leftovers
-        external = FakeExternal(args)
-        make_job_type(args, external.port)
-        for n in args.n:
-            results.append(run_scale(n, args, command_env, external))
-        if args.naive_jobs:
-            naive = run_naive(args, command_env, external)
+        with (scratch_backend("postgres", args, name="bench_poll", queue_name=QUEUE_NAME) as env,
+              Processes(env, LOG_PREFIX) as services):
+            note_claims()
+            external = FakeExternal(services, args)
+            make_job_type(args, external.port)
+            for n in args.n:
+                results.append(run_scale(n, args, env, external))
+            if args.naive_jobs:
+                naive = run_naive(args, env, external)
     except KeyboardInterrupt:
         print("interrupted: processes stopped, scratch database dropped", file=sys.stderr)
         return 130
-    finally:
-        if external:
-            external.stop()
-        if "django.db" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        postgres(args.postgres_url, "DROP DATABASE IF EXISTS {} WITH (FORCE)")
     print_report(results, naive, args)
     return 0
 
@@ -129,9 +116,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="Q_WORKERS of the cluster (default 2).")
     parser.add_argument("--naive-jobs", type=int, default=4, help="Jobs for the naive design; 0 skips it.")
     parser.add_argument("--naive-runtime", type=float, default=10.0, help="Seconds each naive job runs.")
-    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-                        help="Scratch database to create and drop; its name must contain 'bench'.")
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
+    add_scratch_options(parser, postgres_url=DEFAULT_POSTGRES_URL, redis_url=DEFAULT_REDIS_URL)
     args = parser.parse_args()
     try:
         args.n = [int(n) for n in args.n.split(",")]
@@ -139,8 +124,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("--n takes comma-separated integers, e.g. 1000,5000")
     if min(args.n) < 1 or args.interval < 1 or args.window <= 0 or args.workers < 1:
         parser.error("--n, --interval, --window and --workers must be positive")
-    if "bench" not in urlsplit(args.postgres_url).path:
-        parser.error("refusing to drop a database whose name does not contain 'bench'")
+    refuse_unless_scratch(parser, args)
     return args
 
 
@@ -195,10 +179,11 @@ def run_scale(n: int, args: argparse.Namespace, env: dict, external: FakeExterna
     # A few jobs, as many executions each: rows look like production's, the job count is not measured.
     jobs = [JobDefinition.objects.get_or_create(name=f"bench_ext_{i}", defaults={
         "application": application, "job_type": JOB_TYPE, "command": ""})[0] for i in range(20)]
-    with Processes(env) as processes:
+    with Processes(env, Path(f"{LOG_PREFIX}-{n}")) as processes:
         dispatcher = processes.start("run_dispatcher")
         cluster = processes.start("qcluster")
-        processes.wait_for_agents()
+        processes.wait_for_agents(dispatcher, cluster)
+        processes.sleep(1)  # the cluster forks its workers just after registering
         now = time.time()
         # Next polls spread evenly over one interval, starting a second from now: a steady load.
         created = Execution.objects.bulk_create(
@@ -272,9 +257,10 @@ def run_naive(args: argparse.Namespace, env: dict, external: FakeExternal) -> di
           file=sys.stderr)
     external.reset()
     ids = [f"naive-{i}" for i in range(args.naive_jobs)]
-    with Processes(env) as processes:
-        processes.start("qcluster")  # no dispatcher: the naive design has no use for one
-        processes.wait_for_agents()
+    with Processes(env, Path(f"{LOG_PREFIX}-naive")) as processes:
+        # No dispatcher: the naive design has no use for one.
+        processes.wait_for_agents(processes.start("qcluster"))
+        processes.sleep(1)  # the cluster forks its workers just after registering
         enqueued = time.time()
         for external_id in ids:
             async_task("bench.naive.track_until_done", JOB_TYPE, external_id, args.interval)
@@ -297,96 +283,38 @@ def run_naive(args: argparse.Namespace, env: dict, external: FakeExternal) -> di
             "waits": [first - enqueued for first, _ in spans], "wall": max((last for _, last in spans), default=enqueued) - enqueued}
 
 
-# --- processes ----------------------------------------------------------------------------
-
-
-class Processes:
-    """manage.py commands, each in a session of its own: Ctrl-C reaches the bench only, and the bench
-    stops them in order, with everything they forked."""
-
-    def __init__(self, env: dict) -> None:
-        self.env = env
-        self.started: list[tuple[str, subprocess.Popen]] = []
-
-    def __enter__(self) -> Processes:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for _, process in self.started:
-            stop_group(process)
-
-    def start(self, *command: str) -> subprocess.Popen:
-        with open(f"{LOG_PREFIX}-{command[0]}.log", "ab") as log:
-            process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *command], cwd=ROOT, env=self.env,
-                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.started.append((command[0], process))
-        return process
-
-    def check(self) -> None:
-        for name, process in self.started:
-            if process.poll() is not None:
-                raise RuntimeError(f"manage.py {name} exited ({process.returncode}); see {LOG_PREFIX}-{name}.log")
-
-    def sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            self.check()
-            time.sleep(min(left, 0.5))
-
-    def wait_for_agents(self, timeout: float = 60) -> None:
-        from apps.agents.models import Agent, AgentStatus
-
-        pids = [process.pid for _, process in self.started]
-        deadline = time.monotonic() + timeout
-        while Agent.objects.filter(pid__in=pids, status=AgentStatus.READY).count() < len(pids):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the commands did not register within {timeout:g} s; see {LOG_PREFIX}-*.log")
-            self.sleep(0.2)
-        self.sleep(1)  # the cluster forks its workers just after registering
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM (both commands stop cleanly on it), then SIGKILL whatever is left of the group."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # the group id outlives its leader while members live
-    except ProcessLookupError:
-        pass
-    process.wait()
+# --- the fake external system ---------------------------------------------------------------
 
 
 class FakeExternal:
-    """bench/fake_external.py on a free loopback port."""
+    """bench/fake_external.py on a free loopback port, one of `processes`."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "fake_external.py"), "--port", str(self.port),
-             "--finish-after", str(args.naive_runtime)],
-            stdout=subprocess.PIPE, start_new_session=True, text=True,
-        )
-        self.process.stdout.readline()  # "listening on …"
+    def __init__(self, processes: Processes, args: argparse.Namespace) -> None:
+        self.port = free_port()
+        self.process = processes.spawn("fake_external", [
+            sys.executable, str(ROOT / "bench" / "fake_external.py"), "--port", str(self.port),
+            "--finish-after", str(args.naive_runtime),
+        ])
+        if not processes.wait_until(self.answers, 30):
+            raise RuntimeError(f"fake_external did not answer within 30 s; see {processes.log_prefix}-fake_external.log")
 
     def _call(self, method: str, path: str) -> bytes:
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.read()
 
+    def answers(self) -> bool:
+        try:
+            self.reset()
+        except OSError:  # not listening yet
+            return False
+        return True
+
     def reset(self) -> None:
         self._call("POST", "/_bench/reset")
 
     def report(self, since: float) -> dict:
         return json.loads(self._call("GET", f"/_bench/report?since={since!r}"))
-
-    def stop(self) -> None:
-        stop_group(self.process)
 
 
 def cpu_snapshot(dispatcher: subprocess.Popen, cluster: subprocess.Popen, external: subprocess.Popen) -> dict:
@@ -414,44 +342,7 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-# --- the scratch database -----------------------------------------------------------------
-
-
-def maintenance_url(url: str) -> str:
-    """The same server, database `postgres`: a database cannot be created or dropped from inside."""
-    return urlunsplit(urlsplit(url)._replace(path="/postgres"))
-
-
-def postgres(url: str, statement: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(maintenance_url(url), autocommit=True, connect_timeout=3) as connection:
-        connection.execute(sql.SQL(statement).format(sql.Identifier(urlsplit(url).path.lstrip("/"))))
-
-
-def why_unreachable(args: argparse.Namespace) -> str:
-    import psycopg
-    import redis
-
-    try:
-        psycopg.connect(maintenance_url(args.postgres_url), connect_timeout=3).close()
-    except psycopg.Error as exc:
-        return f"PostgreSQL at {urlsplit(args.postgres_url).netloc} is unreachable ({str(exc).strip().splitlines()[0]})"
-    try:
-        redis.Redis.from_url(args.redis_url, socket_connect_timeout=3, socket_timeout=3).ping()
-    except redis.RedisError as exc:
-        return f"Redis at {urlsplit(args.redis_url).netloc} is unreachable ({exc})"
-    return ""
-
-
 # --- the report ---------------------------------------------------------------------------
-
-
-def percentile(values: list[float], percent: float) -> float:
-    """Nearest rank: a value that was measured, with no interpolation."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)] if ordered else math.nan
 
 
 def print_report(results: list[dict], naive: dict | None, args: argparse.Namespace) -> None:
@@ -478,7 +369,7 @@ def print_report(results: list[dict], naive: dict | None, args: argparse.Namespa
               f"lag min {min(r['lags'], default=math.nan):.2f} s; {r['token_calls']} token fetches")
     for r in results:
         if r["ended"]:
-            print(f"  N={r['n']}: {r['ended']} executions ended (status polling failed); see {LOG_PREFIX}-*.log")
+            print(f"  N={r['n']}: {r['ended']} executions ended (status polling failed); see {LOG_PREFIX}-{r['n']}-*.log")
     if naive:
         waits = ", ".join(f"{w:.1f}" for w in naive["waits"])
         print()

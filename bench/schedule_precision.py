@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
-import signal
 import statistics
 import sys
 import time
@@ -46,14 +44,14 @@ from bench.harness import (  # noqa: E402
     BACKENDS,
     VAR,
     Processes,
-    database_name,
-    drop_scratch,
+    add_scratch_options,
+    dummy_job,
+    not_measured,
     percentile,
-    run_child,
-    run_with_engine,
+    refuse_unless_scratch,
+    run_per_backend,
 )
 
-SQLITE_PATH = VAR / "bench_schedule.sqlite3"  # the name run_with_engine gives it
 TARGET_P99_S = 1.0
 CRON = "* * * * * *"
 # Seconds between creating our schedule and its first slot: the dispatcher, napping up to a tick,
@@ -67,22 +65,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 
 def main() -> int:
     args = parse_args()
-    # SIGTERM unwinds like Ctrl-C, through the finally blocks that stop processes and drop databases.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
-    try:
-        if args.backend == "both":
-            results = [measure_in_child(backend, args) for backend in BACKENDS]
-        else:
-            results = [run_backend(args.backend, args)]
-            if args.result_file:
-                Path(args.result_file).write_text(json.dumps(results[0]))
-                return 0
-    except KeyboardInterrupt:
-        print("interrupted: processes stopped, scratch databases removed", file=sys.stderr)
-        return 130
-    print_report(results, args, time.monotonic() - started)
-    return 1 if any("failed" in result for result in results) else 0
+    return run_per_backend(args, name="bench_schedule", measure=measure, queue_name="batchdesk-schedulebench",
+                           report=lambda results: print_report(results, args, time.monotonic() - started))
 
 
 def parse_args() -> argparse.Namespace:
@@ -93,49 +78,22 @@ def parse_args() -> argparse.Namespace:
                         help="Identical every-second schedules of ours, due at the same instants (default 1).")
     parser.add_argument("--django-q2-seconds", type=float, default=180.0,
                         help="How long django-q2's own schedules run, alongside ours (default 180).")
-    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_SCHEDULE_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-                        help="Scratch database to create and drop; its name must contain 'bench'.")
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_SCHEDULE_REDIS_URL", DEFAULT_REDIS_URL))
-    parser.add_argument("--result-file", help=argparse.SUPPRESS)  # how a child hands its figures back
+    add_scratch_options(parser, postgres_url=DEFAULT_POSTGRES_URL, redis_url=DEFAULT_REDIS_URL,
+                        env_prefix="BENCH_SCHEDULE", per_backend=True)
     args = parser.parse_args()
     if args.fires < 1 or args.schedules < 1 or args.django_q2_seconds < 0:
         parser.error("--fires and --schedules must be positive, --django-q2-seconds not negative")
-    if "bench" not in database_name(args.postgres_url):
-        parser.error(f"refusing to drop {database_name(args.postgres_url)!r}: name a database containing 'bench'")
+    refuse_unless_scratch(parser, args)
     return args
 
 
-def measure_in_child(backend: str, args: argparse.Namespace) -> dict:
-    """Measure one backend in a child process: django_q reads its Conf once, at import."""
-    command = [
-        sys.executable, __file__, "--backend", backend, "--fires", str(args.fires), "--schedules", str(args.schedules),
-        "--django-q2-seconds", str(args.django_q2_seconds), "--postgres-url", args.postgres_url,
-        "--redis-url", args.redis_url,
-    ]
-
-    def cleanup() -> None:
-        try:
-            drop_scratch(backend, args.postgres_url, SQLITE_PATH)
-        except Exception as exc:  # unreachable PostgreSQL: then nothing was made there either
-            print(f"{BACKENDS[backend]}: could not check for a scratch database to drop: {exc}", file=sys.stderr)
-
-    returncode, result = run_child(command, cleanup, prefix=f"bench-schedule-{backend}-")
-    return result if result is not None else {"backend": backend, "failed": f"exit code {returncode}; see its output above"}
-
-
-# --- one backend, in this process ---------------------------------------------------------
-
-
-def run_backend(backend: str, args: argparse.Namespace) -> dict:
-    return run_with_engine(backend, args, name="bench_schedule", measure=measure, queue_name="batchdesk-schedulebench")
+# --- one backend, with a real dispatcher and cluster --------------------------------------
 
 
 def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dict:
     from django_q.conf import Conf
     from django_q.models import Schedule as QSchedule
 
-    from apps.agents.models import Agent, AgentStatus
-    from apps.catalog.models import Application, Concurrency, JobDefinition
     from apps.engine import services
     from apps.engine.models import TERMINAL, Execution
     from apps.scheduling.models import FiredSlot, Kind, Outcome, Schedule
@@ -144,14 +102,8 @@ def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dic
     label = BACKENDS[backend]
     probe_file = VAR / f"bench_schedule-{backend}-probes.txt"
     probe_file.unlink(missing_ok=True)
-    job = JobDefinition.objects.create(
-        name="bench-schedule-dummy", application=Application.objects.create(name="BENCH"),
-        job_type="DUMMY", concurrency=Concurrency.ALLOW,
-    )
+    job = dummy_job("bench-schedule-dummy")
 
-    print(f"{label}: waiting for the dispatcher and the cluster", file=sys.stderr)
-    if not processes.wait_until(lambda: Agent.objects.filter(status=AgentStatus.READY).count() >= 2, 120):
-        raise RuntimeError(f"the dispatcher and cluster did not register within 120 s; see {processes.log_prefix}-*.log")
     # Every worker's first run imports the runner's modules, which is not lateness. A burst reaches
     # every worker.
     warmup = [services.trigger(job, triggered_by="bench warm-up").pk for _ in range(2 * Conf.WORKERS)]
@@ -213,7 +165,7 @@ def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dic
         if now > deadline:
             print(f"{label}: gave up waiting after {patience} s", file=sys.stderr)
             break
-        processes.wait_until(lambda: False, 0.5)  # a nap that notices a command that died
+        processes.sleep(0.5)
     if q2_stopped is None:
         QSchedule.objects.filter(pk__in=[q.pk for q in q2_schedules]).delete()
         q2_stopped = time.time()
@@ -299,8 +251,8 @@ def print_report(results: list[dict], args: argparse.Namespace, elapsed: float) 
     for result in results:
         backend = result["backend"]
         label = BACKENDS[backend]
-        if "skipped" in result or "failed" in result:
-            print(f"{label:<27}{'skipped' if 'skipped' in result else 'FAILED'}: {result.get('skipped') or result['failed']}")
+        if why := not_measured(result):
+            print(f"{label:<27}{why}")
             continue
         ours, q2 = result["ours"], result["django_q2"]
         fires = f"{len(ours['lateness'])}/{ours['expected']}"

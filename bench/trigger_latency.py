@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -37,14 +35,13 @@ from bench.harness import (  # noqa: E402
     BACKENDS,
     VAR,
     Processes,
-    database_name,
-    drop_scratch,
+    add_scratch_options,
+    dummy_job,
+    not_measured,
     percentile,
-    run_with_engine,
+    refuse_unless_scratch,
+    run_per_backend,
 )
-from bench.harness import run_child as run_in_child  # noqa: E402
-
-SQLITE_PATH = VAR / "bench_trigger.sqlite3"  # the name run_with_engine gives it
 
 P50_TARGET_MS = {"sqlite": 150.0, "postgres": 20.0}
 RATIO_TARGET = 1.5
@@ -57,21 +54,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 def main() -> int:
     args = parse_args()
-    # SIGTERM unwinds like Ctrl-C, through the finally blocks that stop processes and drop databases.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        if args.backend == "both":
-            results = [run_child(backend, args) for backend in BACKENDS]
-        else:
-            results = [run_backend(args.backend, args)]
-            if args.result_file:
-                Path(args.result_file).write_text(json.dumps(results[0]))
-                return 0
-    except KeyboardInterrupt:
-        print("interrupted: processes stopped, scratch databases removed", file=sys.stderr)
-        return 130
-    print_report(results, args)
-    return 1 if any("failed" in result for result in results) else 0
+    return run_per_backend(args, name="bench_trigger", measure=measure, report=lambda results: print_report(results, args))
 
 
 def parse_args() -> argparse.Namespace:
@@ -81,51 +64,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--spacing-ms", type=float, default=50.0, help="Between two triggers (default 50).")
     parser.add_argument("--warmup", type=int, default=20, help="Unmeasured triggers of each kind first (default 20).")
     parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for stragglers (default 60).")
-    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-                        help="Scratch database to create and drop; its name must contain 'bench'.")
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
-    parser.add_argument("--result-file", help=argparse.SUPPRESS)  # how a child hands its figures back
+    add_scratch_options(parser, postgres_url=DEFAULT_POSTGRES_URL, redis_url=DEFAULT_REDIS_URL, per_backend=True)
     args = parser.parse_args()
     if args.n < 1 or args.warmup < 0 or args.spacing_ms < 0:
         parser.error("--n must be positive, --warmup and --spacing-ms not negative")
-    if "bench" not in database_name(args.postgres_url):
-        parser.error(f"refusing to drop {database_name(args.postgres_url)!r}: name a database containing 'bench'")
+    refuse_unless_scratch(parser, args)
     return args
 
 
-# --- the parent: one child invocation per backend ----------------------------------------
-
-
-def run_child(backend: str, args: argparse.Namespace) -> dict:
-    """Measure one backend in a child process: django_q reads its Conf once, at import."""
-    command = [
-        sys.executable, __file__, "--backend", backend, "--n", str(args.n), "--spacing-ms", str(args.spacing_ms),
-        "--warmup", str(args.warmup), "--timeout", str(args.timeout), "--postgres-url", args.postgres_url,
-        "--redis-url", args.redis_url,
-    ]
-
-    def cleanup() -> None:
-        try:
-            drop_scratch(backend, args.postgres_url, SQLITE_PATH)
-        except Exception as exc:  # unreachable PostgreSQL: then nothing was made there either
-            print(f"{BACKENDS[backend]}: could not check for a scratch database to drop: {exc}", file=sys.stderr)
-
-    returncode, result = run_in_child(command, cleanup, prefix=f"bench-{backend}-")
-    return result if result is not None else {"backend": backend, "failed": f"exit code {returncode}; see its output above"}
-
-
-# --- one backend, in this process ---------------------------------------------------------
-
-
-def run_backend(backend: str, args: argparse.Namespace) -> dict:
-    return run_with_engine(backend, args, name="bench_trigger", measure=measure)
+# --- one backend, with a real dispatcher and cluster --------------------------------------
 
 
 def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dict:
     from django_q.conf import Conf
     from django_q.tasks import async_task
 
-    from apps.catalog.models import Application, Concurrency, JobDefinition
     from apps.engine import services
     from apps.engine.models import TERMINAL, Execution
     from bench.probe import read_starts
@@ -133,10 +86,7 @@ def measure(backend: str, args: argparse.Namespace, processes: Processes) -> dic
     label = BACKENDS[backend]
     probe_file = VAR / f"bench_trigger-{backend}-probes.txt"
     probe_file.unlink(missing_ok=True)
-    job = JobDefinition.objects.create(
-        name="bench-dummy", application=Application.objects.create(name="BENCH"),
-        job_type="DUMMY", concurrency=Concurrency.ALLOW,
-    )
+    job = dummy_job("bench-dummy")
 
     def ours(count: int, spacing: float) -> tuple[list[float], int]:
         ids = [services.trigger(job, triggered_by="bench").pk for _ in paced(range(count), spacing)]
@@ -198,8 +148,8 @@ def print_report(results: list[dict], args: argparse.Namespace) -> None:
     for result in results:
         backend = result["backend"]
         label = BACKENDS[backend]
-        if "skipped" in result or "failed" in result:
-            print(f"{label:<27}{'skipped' if 'skipped' in result else 'FAILED'}: {result.get('skipped') or result['failed']}")
+        if why := not_measured(result):
+            print(f"{label:<27}{why}")
             continue
         if not result["ours"] or not result["plain"]:
             print(f"{label:<27}FAILED: nothing started within {args.timeout:g} s")

@@ -4,12 +4,8 @@ tests, and real dispatcher and cluster processes for end-to-end tests."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -22,8 +18,8 @@ from rest_framework.test import APIClient
 from apps.catalog.models import Application, JobDefinition
 from apps.catalog.roles import ADMINISTRATOR, VIEWER
 from apps.connectors.oauth import tokens
+from bench.harness import Processes
 
-ROOT = Path(__file__).resolve().parent.parent
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql"))
 
 
@@ -147,61 +143,28 @@ def database_url() -> str:
     return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-class Processes:
-    """Starts manage.py commands against the test database; kills what is left at teardown."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.started: list[subprocess.Popen] = []
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "BATCHDESK_AGENT_HEARTBEAT_SECONDS": "0.5",
-            "BATCHDESK_AGENT_LOST_SECONDS": "3",
-            "BATCHDESK_RUN_LEASE_SECONDS": "6",
-            "BATCHDESK_DISPATCH_LEASE_SECONDS": "3",
-            "BATCHDESK_KILL_GRACE_SECONDS": "1",
-            "Q_WORKERS": "3",
-            "PYTHONUNBUFFERED": "1",
-        }
-
-    def start(self, *command: str) -> subprocess.Popen:
-        log = open(self.tmp_path / f"{command[0]}-{len(self.started)}.log", "wb")
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *command],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self.started.append(process)
-        return process
-
-    def kill_hard(self, process: subprocess.Popen) -> None:
-        """SIGKILL the process and its whole group (a cluster's sentinel and workers too)."""
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(timeout=10)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    self.kill_hard(process)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.tmp_path.glob("*.log")))
+def engine_env() -> dict[str, str]:
+    """The test database, and heartbeats and leases short enough for a test to see them lapse."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "BATCHDESK_AGENT_HEARTBEAT_SECONDS": "0.5",
+        "BATCHDESK_AGENT_LOST_SECONDS": "3",
+        "BATCHDESK_RUN_LEASE_SECONDS": "6",
+        "BATCHDESK_DISPATCH_LEASE_SECONDS": "3",
+        "BATCHDESK_KILL_GRACE_SECONDS": "1",
+        "Q_WORKERS": "3",
+    }
 
 
 @pytest.fixture
 def processes(transactional_db, tmp_path):
-    """Real dispatcher and cluster processes; their logs are printed when a test fails."""
+    """Real manage.py commands against the test database, stopped at teardown; their logs are
+    printed when a test fails."""
     from django_q.brokers import get_broker
 
     get_broker().purge_queue()  # nothing left over from an earlier run
-    procs = Processes(tmp_path)
+    procs = Processes(engine_env(), tmp_path / "manage", grace=10)
     yield procs
     procs.stop_all()
     print(procs.logs())
@@ -210,12 +173,7 @@ def processes(transactional_db, tmp_path):
 @pytest.fixture
 def engine_up(processes):
     """A dispatcher and a cluster running, their agents registered."""
-    from apps.agents.models import Agent, AgentStatus
-
-    processes.start("run_dispatcher")
-    processes.start("qcluster")
-    wait_for(lambda: Agent.objects.filter(status=AgentStatus.READY).count() >= 2, timeout=30,
-             message="dispatcher and cluster agents")
+    processes.wait_for_agents(processes.start("run_dispatcher"), processes.start("qcluster"), timeout=30)
     return processes
 
 

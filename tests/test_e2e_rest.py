@@ -3,7 +3,6 @@ dispatcher and cluster, and custom-type jobs that run, fail, restart and are kil
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 
 import pytest
@@ -11,15 +10,10 @@ import pytest
 from apps.catalog.models import JobType
 from apps.engine import services
 from apps.engine.models import Execution, Status
+from bench.harness import free_port
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def answers(url: str) -> bool:

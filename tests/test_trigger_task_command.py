@@ -13,7 +13,8 @@ from django.core.management.base import CommandError
 from django_q.brokers import get_broker
 
 from apps.engine.models import Execution, Status, Trigger
-from tests.conftest import ROOT, database_url
+from bench.harness import ROOT
+from tests.conftest import database_url
 
 
 def trigger_task(*args: str) -> tuple[str, str]:
