@@ -109,8 +109,13 @@ class Schedule(models.Model):
         return True
 
     def timing(self) -> timing.Timing:
+        """The slots of this schedule. A stored cron expression that no longer parses (the
+        6/7-field day rule tightened; see checks.py) has none: schedule_from finishes it."""
         if self.kind == Kind.CRON:
-            return timing.CronTiming(self.cron, self.timezone, self.start_at, self.end_at)
+            try:
+                return timing.CronTiming(self.cron, self.timezone, self.start_at, self.end_at)
+            except ValidationError as exc:
+                return timing.InvalidTiming(f"invalid cron: {' '.join(exc.messages)}")
         if self.kind == Kind.INTERVAL:
             return timing.IntervalTiming(self.start_at or timezone.now(), self.interval_seconds, self.end_at)
         return timing.OnceTiming(self.start_at)
@@ -132,12 +137,16 @@ class Schedule(models.Model):
             self.start_at = moment
             self.next_fire_at = moment if self.active else None
             return
+        plan = self.timing()
         try:
-            self.next_fire_at = self.timing().next_after(moment) if self.active else None
+            self.next_fire_at = plan.next_after(moment) if self.active else None
         except (OverflowError, ValueError):  # the next slot would be past year 9999
             self.next_fire_at = None
         if self.active and self.next_fire_at is None:
-            self.finish("no fire time left (end_at passed, or the one-time slot is gone)")
+            if isinstance(plan, timing.InvalidTiming):
+                self.finish(plan.problem)
+            else:
+                self.finish("no fire time left (end_at passed, or the one-time slot is gone)")
 
     def finish(self, reason: str) -> None:
         self.active = False
