@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
@@ -93,11 +95,10 @@ class JobType(models.Model):
         return self.name
 
     def clean(self) -> None:
-        errors = {}
-        if self.name in self.BUILTIN:
-            errors["name"] = f"{self.name} is a built-in job type."
-        if errors:
-            raise ValidationError(errors)
+        # In any case: a workbook's Job Type cell reads "exec" as EXEC, so a custom type "Exec"
+        # could never be told apart from the built-in one.
+        if self.name.upper() in self.BUILTIN:
+            raise ValidationError({"name": f"{self.name} is a built-in job type: custom types need another name."})
 
     def set_client_secret(self, plain: str) -> None:
         from apps.connectors import crypto
@@ -205,7 +206,10 @@ class JobDefinition(models.Model):
     def warning_codes(self) -> set[int]:
         return {int(code) for code in self.warning_exit_codes.replace(" ", "").split(",") if code}
 
-    def clean(self) -> None:
+    def clean(self, *, custom_types: Collection[str] | None = None) -> None:
+        """The rules across fields. `custom_types`: the names of the custom job types, from a caller
+        that holds them already (the spreadsheet loader checks thousands of jobs): no query then.
+        The process check follows `process.flow`, so such a caller also links those in memory."""
         errors: dict[str, str] = {}
         if self.job_type == "EXEC" and not self.command.strip():
             errors["command"] = "An EXEC job needs a command."
@@ -214,7 +218,7 @@ class JobDefinition(models.Model):
 
             if self.command not in registry:
                 errors["command"] = f"{self.command!r} is not a registered PYTHON task; known: {', '.join(sorted(registry))}."
-        if self.is_custom and not JobType.objects.filter(name=self.job_type).exists():
+        if self.is_custom and not self._custom_type_exists(custom_types):
             errors["job_type"] = f"Unknown job type {self.job_type!r}: use EXEC, PYTHON, DUMMY or a custom job type."
         try:
             self.warning_codes()
@@ -224,6 +228,11 @@ class JobDefinition(models.Model):
             errors["process"] = "The process belongs to another application."
         if errors:
             raise ValidationError(errors)
+
+    def _custom_type_exists(self, custom_types: Collection[str] | None) -> bool:
+        if custom_types is not None:
+            return self.job_type in custom_types
+        return JobType.objects.filter(name=self.job_type).exists()
 
     def flow_context(self) -> tuple[str, str, str]:
         """(cycle, flow, process) names as the POM contract sends them; Adhoc outside a process."""
