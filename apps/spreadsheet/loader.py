@@ -34,7 +34,7 @@ from apps.spreadsheet.planning import plan_steps
 from apps.spreadsheet.planning.plan import (  # noqa: F401 (the loader's public names)
     ACTIONS, CREATE, ERROR, FLOWS, PROCESSES, UNCHANGED, UPDATE, Plan, PlanChanged, RowPlan,
 )
-from apps.spreadsheet.planning.schedules import INACTIVE_REASON  # noqa: F401
+from apps.spreadsheet.planning.apply import INACTIVE_REASON  # noqa: F401
 from apps.spreadsheet.reader import Progress, Steps, drive, read_steps
 
 

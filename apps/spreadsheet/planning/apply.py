@@ -11,9 +11,9 @@ from django.db import models
 from apps.catalog.models import Application, Flow, JobDefinition, JobType, Process
 from apps.scheduling.models import Schedule
 from apps.spreadsheet.planning.context import Changes, PredecessorLink, Stored
-from apps.spreadsheet.planning.schedules import INACTIVE_REASON
 
 BATCH = 500
+INACTIVE_REASON = "made inactive by a spreadsheet load"
 SCHEDULE_FIELDS = ["cron", "interval_seconds", "start_at", "end_at", "repeats", "timezone", "misfire", "active",
                    "extra", "next_fire_at", "inactive_reason", "fire_count"]
 
@@ -21,7 +21,6 @@ SCHEDULE_FIELDS = ["cron", "interval_seconds", "start_at", "end_at", "repeats", 
 class Applier:
     def __init__(self, stored: Stored, changes: Changes, now: datetime) -> None:
         self.stored, self.changes, self.now = stored, changes, now
-        self._armed: dict[tuple, tuple] = {}
 
     def apply(self) -> None:
         self._apply_applications()
@@ -83,27 +82,21 @@ class Applier:
             PredecessorLink.objects.filter(condition).delete()
 
     def _apply_schedules(self) -> None:
+        """New and edited schedules fire from now, as Schedule.save() and services.reschedule would
+        have them (bulk writes call neither); one a row switches off says it was this load."""
+        new = []
         for schedule, target in self.changes.new_schedules:
             if target[0] == "job":
                 schedule.job = self.stored.jobs[target[1]]
             else:
                 schedule.flow = self.stored.flows[target[1:]]
-            if schedule.active:
-                self._first_fire(schedule)
-            else:
-                schedule.inactive_reason = INACTIVE_REASON
-        Schedule.objects.bulk_create([schedule for schedule, _ in self.changes.new_schedules], batch_size=BATCH)
-        Schedule.objects.bulk_update(self.changes.changed_schedules, SCHEDULE_FIELDS, batch_size=BATCH)
-
-    def _first_fire(self, schedule: Schedule) -> None:
-        """What Schedule.save() does for a new active schedule (schedule_from now), computed once
-        for schedules alike: the result depends only on the fields of this key and on now."""
-        key = (schedule.kind, schedule.cron, schedule.timezone, schedule.interval_seconds, schedule.start_at,
-               schedule.end_at)
-        if key not in self._armed:
-            schedule.schedule_from(self.now)
-            self._armed[key] = (schedule.next_fire_at, schedule.start_at, schedule.active, schedule.inactive_reason)
-        schedule.next_fire_at, schedule.start_at, schedule.active, schedule.inactive_reason = self._armed[key]
+            schedule.rearm_after_edit(self.now, was_active=True, stop_reason=INACTIVE_REASON)
+            new.append(schedule)
+        for schedule, was_active in self.changes.changed_schedules:
+            schedule.rearm_after_edit(self.now, was_active, stop_reason=INACTIVE_REASON)
+        Schedule.objects.bulk_create(new, batch_size=BATCH)
+        Schedule.objects.bulk_update([schedule for schedule, _ in self.changes.changed_schedules], SCHEDULE_FIELDS,
+                                     batch_size=BATCH)
 
 
 def _bulk_update(model: type[models.Model], changed: dict[models.Model, set[str]]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -28,8 +28,10 @@ FlowKey = tuple[str, str]  # (application, flow)
 ProcessKey = tuple[str, str, str]  # (application, flow, process)
 Link = tuple[ProcessKey, ProcessKey]  # (process, the predecessor it waits for)
 
-# The model fields whose own rules (patterns, lengths) are checked with clean_fields(); the
-# converters already enforce types, ranges and choices, and parameters are parsed once.
+# The model fields whose own rules (patterns, lengths, validators) a planned object is checked
+# against with clean_fields(), before its clean(); the converters already enforce types, ranges
+# and choices. Cells that other cells depend on, or that no object holds, are checked alone
+# against their field (SheetPlanner.check_field).
 MODEL_RULES = {
     Application: ["name"],
     JobType: ["name", "url", "start_path", "status_path", "restart_path", "kill_path", "log_path", "check_path",
@@ -63,6 +65,7 @@ class Stored:
         processes = {(*flow_keys[p.flow_id], p.name): p for p in Process.objects.all()}
         process_keys = {p.pk: key for key, p in processes.items()}
         jobs = {job.name: job for job in JobDefinition.objects.all()}
+        _link_in_memory(flows.values(), processes.values(), jobs.values())
         links = PredecessorLink.objects.values_list("from_process_id", "to_process_id")
         return cls(
             apps=apps, app_names=app_names, types={job_type.name: job_type for job_type in JobType.objects.all()},
@@ -71,6 +74,18 @@ class Stored:
             links={(process_keys[a], process_keys[b]) for a, b in links},
             schedules=list(Schedule.objects.order_by("pk")),
         )
+
+
+def _link_in_memory(flows, processes, jobs) -> None:
+    """Each process points at its flow object and each job at its process object, so that the
+    model rules that follow these relations (JobDefinition.clean) need no query per row."""
+    flows_by_id = {flow.pk: flow for flow in flows}
+    processes_by_id = {process.pk: process for process in processes}
+    for process in processes:
+        process.flow = flows_by_id[process.flow_id]
+    for job in jobs:
+        if job.process_id:
+            job.process = processes_by_id[job.process_id]
 
 
 @dataclass
@@ -95,8 +110,8 @@ class Changes:
     jobs: list[JobWrite] = field(default_factory=list)
     links_added: list[Link] = field(default_factory=list)
     links_removed: list[Link] = field(default_factory=list)
-    new_schedules: list[tuple[Schedule, tuple]] = field(default_factory=list)
-    changed_schedules: list[Schedule] = field(default_factory=list)
+    new_schedules: list[tuple[Schedule, tuple]] = field(default_factory=list)  # (schedule, its target)
+    changed_schedules: list[tuple[Schedule, bool]] = field(default_factory=list)  # (schedule, was it active)
 
 
 class PlanContext:
@@ -215,23 +230,47 @@ class SheetPlanner:
             plan.changes = [column.header for column in self.sheet.columns if column.key in changed]
         return changed
 
-    def validate(self, plan: RowPlan, row: Row, obj: models.Model) -> None:
-        """The model's own rules for the fields of MODEL_RULES (name patterns, lengths)."""
+    def validate(self, plan: RowPlan, row: Row, obj: models.Model, **known: object) -> None:
+        """The model's own rules, as full_clean() applies them: clean_fields() for the fields of
+        MODEL_RULES, then clean(), given `known` (what the planner holds already, so that it needs
+        no query). Each message goes to the column of its field, naming the value planned."""
+        errors = _messages(obj.clean_fields, exclude=self._unchecked_fields(obj))
+        for name, messages in _messages(obj.clean, **known).items():
+            errors.setdefault(name, []).extend(messages)
+        for name, messages in errors.items():
+            key = name if any(c.key == name for c in self.sheet.columns) else None
+            self.error(plan, row, key, " ".join(messages), getattr(obj, name, None))
+
+    def _unchecked_fields(self, obj: models.Model) -> list[str]:
         exclude = self._exclude.get(type(obj))
         if exclude is None:
             checked = MODEL_RULES[type(obj)]
             exclude = self._exclude[type(obj)] = [f.name for f in obj._meta.fields if f.name not in checked]
+        return exclude
+
+    def check_field(self, plan: RowPlan, row: Row, key: str, model_field: models.Field, value: object) -> bool:
+        """A cell against its model field's own validators (length, pattern), before any object
+        holds it; False, with the problem recorded, if it fails them."""
         try:
-            obj.clean_fields(exclude=exclude)
+            model_field.run_validators(value)
         except ValidationError as exc:
-            for name, messages in exc.message_dict.items():
-                key = name if any(c.key == name for c in self.sheet.columns) else None
-                self.error(plan, row, key, " ".join(messages), getattr(obj, name, None))
+            self.error(plan, row, key, " ".join(exc.messages))
+            return False
+        return True
 
     @staticmethod
     def decide(plan: RowPlan, creating: bool, changed: set[str]) -> None:
         if plan.action != ERROR:
             plan.action = CREATE if creating else (UPDATE if changed else UNCHANGED)
+
+
+def _messages(check: Callable[..., None], **arguments: object) -> dict[str, list[str]]:
+    """The messages by field of a model check (clean_fields, clean); none if it passes."""
+    try:
+        check(**arguments)
+    except ValidationError as exc:
+        return exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+    return {}
 
 
 def _same(stored: object, value: object) -> bool:

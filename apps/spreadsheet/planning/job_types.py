@@ -32,9 +32,6 @@ class JobTypesPlanner(SheetPlanner):
             self.required_text(plan, row, key)
         if not name:
             return
-        if name.upper() in JobType.BUILTIN:
-            self.error(plan, row, "name", f"{name} is a built-in job type: custom types need another name.")
-            return
         if name in self.seen:
             self.error(plan, row, "name", f"Job type {name} is already on row {self.seen[name]}.")
             return
@@ -45,7 +42,7 @@ class JobTypesPlanner(SheetPlanner):
         job_type = existing or JobType(name=name)
         changed = self.assign(plan, job_type, values, creating=existing is None)
         if existing is None or changed:
-            self.validate(plan, row, job_type)
+            self.validate(plan, row, job_type)  # with JobType.clean: not a built-in kind's name
         self.decide(plan, existing is None, changed)
         if plan.action == CREATE:
             self._share_credentials(plan, job_type)

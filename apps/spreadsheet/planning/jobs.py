@@ -6,11 +6,11 @@ name), processes by (flow, name). Without the Flow and Process columns a job sta
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
+from collections.abc import Collection
 
-from apps.catalog import params
 from apps.catalog.models import Concurrency, Flow, JobDefinition, JobType, Process
 from apps.spreadsheet import cells
+from apps.spreadsheet.cells import CellError
 from apps.spreadsheet.layout import JOBS
 from apps.spreadsheet.planning.context import INVALID, FlowKey, JobWrite, PlanContext, ProcessKey, SheetPlanner
 from apps.spreadsheet.planning.plan import CREATE, ERROR, FLOWS, PROCESSES, UPDATE, RowPlan
@@ -23,6 +23,26 @@ JOB_CELLS = {
     "concurrency": (cells.choice, Concurrency.values, Concurrency.FORBID), "lock_group": (cells.text,),
     "skip_on_error": (cells.yes_no, False), "threshold_runtime_seconds": (cells.whole_number, 0),
 }
+# The model fields a row's cells are checked against before any object holds them.
+NAMED_FIELDS = {"cycle": Flow._meta.get_field("cycle"), "flow": Flow._meta.get_field("name"),
+                "process": Process._meta.get_field("name")}
+PARAMETERS = JobDefinition._meta.get_field("parameters")
+
+
+def job_type_of(cell: str, custom_types: Collection[str]) -> str:
+    """What a job stores for its Job Type cell: a built-in kind (EXEC, PYTHON, DUMMY) in any case,
+    upper-cased, and EXEC for an empty cell; any other name must be one of `custom_types` (stored,
+    or on the Job Types sheet). CellError says what is wrong, suggesting a name in another case.
+
+    The only place where the loader turns a Job Type cell into what a job stores."""
+    if not cell or cell.upper() in JobType.BUILTIN:
+        return (cell or "EXEC").upper()
+    if cell not in custom_types:
+        near = [name for name in custom_types if name.lower() == cell.lower()]
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise CellError(f"Unknown job type {cell}{hint}: use EXEC, PYTHON, DUMMY or a type of the Job Types sheet or "
+                        f"already stored.")
+    return cell
 
 
 class JobsPlanner(SheetPlanner):
@@ -73,9 +93,8 @@ class JobsPlanner(SheetPlanner):
             return None
         cycle, flow, process = values
         problems = len(self.context.plan.problems)
-        for key, value, limit in (("cycle", cycle, 64), ("flow", flow, 100), ("process", process, 100)):
-            if len(value) > limit:
-                self.error(plan, row, key, f"At most {limit} characters (this has {len(value)}).")
+        for key, value in (("cycle", cycle), ("flow", flow), ("process", process)):
+            self.check_field(plan, row, key, NAMED_FIELDS[key], value)
         if flow and not process:
             self.error(plan, row, "process", f"A job in flow {flow} needs its process.")
         elif process and not flow:
@@ -94,24 +113,13 @@ class JobsPlanner(SheetPlanner):
     def _job_values(self, plan: RowPlan, row: Row) -> dict[str, object]:
         values = self.values(plan, row, JOB_CELLS)
         if "job_type" in values:
-            values["job_type"] = self._job_type(plan, row, values["job_type"])
-        if "parameters" in values:
             try:
-                params.validate(values["parameters"])
-            except ValidationError as exc:
-                self.error(plan, row, "parameters", " ".join(exc.messages))
+                values["job_type"] = job_type_of(values["job_type"], self.context.known_types)
+            except CellError as exc:
+                self.error(plan, row, "job_type", str(exc))
+        if "parameters" in values:  # with the cells, so that a row lists all its problems at once
+            self.check_field(plan, row, "parameters", PARAMETERS, values["parameters"])
         return values
-
-    def _job_type(self, plan: RowPlan, row: Row, name: str) -> str:
-        if not name or name.upper() in JobType.BUILTIN:
-            return (name or "EXEC").upper()
-        known = self.context.known_types
-        if name not in known:
-            near = [other for other in known if other.lower() == name.lower()]
-            hint = f" (did you mean {near[0]}?)" if near else ""
-            self.error(plan, row, "job_type", f"Unknown job type {name}{hint}: use EXEC, PYTHON, DUMMY or a "
-                                              f"type of the Job Types sheet or already stored.")
-        return name
 
     # -- the job ------------------------------------------------------------------------------
 
@@ -127,8 +135,7 @@ class JobsPlanner(SheetPlanner):
             plan.changes = [header for header, _ in moved] + plan.changes
             changed |= {field_name for _, field_name in moved}
         if changed:
-            self._check_runs(plan, row, job)
-            self.validate(plan, row, job)
+            self.validate(plan, row, job, custom_types=self.context.known_types)
         self.decide(plan, existing is None, changed)
         if plan.action in (CREATE, UPDATE):
             stays_in = process if self.with_flows else self.stored.process_keys.get(job.process_id)
@@ -138,8 +145,8 @@ class JobsPlanner(SheetPlanner):
                process: ProcessKey | None) -> list[tuple[str, str]]:
         """(header, field) of a stored job's move to another application or process."""
         moved = []
-        stored_app, stored_process = self.stored.app_names[job.application_id], self.stored.process_keys.get(
-            job.process_id)
+        stored_app = self.stored.app_names[job.application_id]
+        stored_process = self.stored.process_keys.get(job.process_id)
         if stored_app != app:
             moved.append(("Application", "application"))
             if not self.with_flows and stored_process:
@@ -150,17 +157,6 @@ class JobsPlanner(SheetPlanner):
                 moved.append(("Flow", "process"))
             moved.append(("Process", "process"))
         return moved
-
-    def _check_runs(self, plan: RowPlan, row: Row, job: JobDefinition) -> None:
-        """What JobDefinition.clean() checks, without its query per row."""
-        if job.job_type == "EXEC" and not job.command.strip():
-            self.error(plan, row, "command", "An EXEC job needs a command.", job.command)
-        if job.job_type == "PYTHON":
-            from apps.engine.registry import registry
-
-            if job.command not in registry:
-                self.error(plan, row, "command", f"{job.command!r} is not a registered PYTHON task; known: "
-                                                 f"{', '.join(sorted(registry))}.", job.command)
 
     # -- the flows and processes the rows name ------------------------------------------------
 

@@ -13,18 +13,16 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from datetime import datetime
 
-from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
-from apps.catalog.validators import timezone_name
-from apps.scheduling.models import Kind, Misfire, Schedule
+from apps.scheduling.models import Kind, Misfire, Schedule, default_timezone
+from apps.scheduling.timing import tidy_cron
 from apps.spreadsheet import cells
 from apps.spreadsheet.layout import SCHEDULES
 from apps.spreadsheet.planning.context import INVALID, PlanContext, SheetPlanner
 from apps.spreadsheet.planning.plan import CREATE, ERROR, UPDATE, RowPlan
 from apps.spreadsheet.reader import Row
 
-INACTIVE_REASON = "made inactive by a spreadsheet load"
 KINDS = Kind.values
 SCHEDULE_CELLS = {
     "cron": (cells.text,), "interval_seconds": (cells.whole_number, None, 1), "repeats": (cells.whole_number, 0),
@@ -32,6 +30,9 @@ SCHEDULE_CELLS = {
 }
 # Schedule.clean() needs a target id; a job or flow this workbook creates has none yet.
 _NOT_YET_SAVED = -1
+# The model fields cells are checked against before the schedule holds them: the time zone
+# reads the row's dates, and the cron expression is part of how the row is matched.
+TIMEZONE, CRON = Schedule._meta.get_field("timezone"), Schedule._meta.get_field("cron")
 
 Target = tuple  # ("job", job name) or ("flow", application, flow name)
 
@@ -46,7 +47,6 @@ class SchedulesPlanner(SheetPlanner):
             identity = _identity(schedule.kind, schedule.cron, schedule.interval_seconds, schedule.start_at)
             self.stored_by_key[(self._target_of(schedule), identity)].append(schedule)
         self.matched: Counter = Counter()  # key -> rows matched so far
-        self._cleaned: dict[tuple, dict[str, list[str]]] = {}
 
     def plan_row(self, row: Row) -> None:
         plan = self.row(row, "")
@@ -104,32 +104,39 @@ class SchedulesPlanner(SheetPlanner):
         kind = self.cell(plan, row, "kind", cells.choice, KINDS, "")
         if kind == "":
             self.error(plan, row, "kind", f"Required: one of {', '.join(KINDS)}.")
-        zone = self.cell(plan, row, "timezone", cells.text)
-        if zone:
-            try:
-                timezone_name(zone)
-            except ValidationError as exc:
-                self.error(plan, row, "timezone", " ".join(exc.messages))
-                zone = INVALID
-        zone_name = zone if isinstance(zone, str) and zone else settings.TIME_ZONE
+        zone = self._zone(plan, row)
         values = self.values(plan, row, SCHEDULE_CELLS)
-        for key in ("start_at", "end_at"):  # read on the wall clock of the row's time zone
-            if self.has_column(key):
-                moment = self.cell(plan, row, key, cells.moment, zone_name)
-                if moment is not INVALID:
-                    values[key] = moment
+        values.update(self._moments(plan, row, zone if zone is not INVALID else default_timezone()))
         values["kind"] = kind
         if self.has_column("timezone") and zone is not INVALID:
-            values["timezone"] = zone_name
+            values["timezone"] = zone
         if "cron" in values:
-            values["cron"] = " ".join(values["cron"].split())
-            if len(values["cron"]) > 200:
-                self.error(plan, row, "cron", f"At most 200 characters (this has {len(values['cron'])}).")
+            values["cron"] = tidy_cron(values["cron"])
+            self.check_field(plan, row, "cron", CRON, values["cron"])
         for key, wanted in (("cron", Kind.CRON), ("interval_seconds", Kind.INTERVAL)):
             if values.get(key) and kind in KINDS and kind != wanted:
                 self.error(plan, row, key, f"{self.sheet.header(key)} is only for {wanted} schedules; "
                                            f"this one is {kind}.")
         return values
+
+    def _zone(self, plan: RowPlan, row: Row) -> str | object:
+        """The row's time zone (the field's default for an empty cell), or INVALID."""
+        zone = self.cell(plan, row, "timezone", cells.text)
+        if zone == "":
+            return default_timezone()
+        if zone is INVALID or not self.check_field(plan, row, "timezone", TIMEZONE, zone):
+            return INVALID
+        return zone
+
+    def _moments(self, plan: RowPlan, row: Row, zone: str) -> dict[str, object]:
+        """Start and End, read on the wall clock of the row's time zone."""
+        moments = {}
+        for key in ("start_at", "end_at"):
+            if self.has_column(key):
+                moment = self.cell(plan, row, key, cells.moment, zone)
+                if moment is not INVALID:
+                    moments[key] = moment
+        return moments
 
     def _plan_schedule(self, plan: RowPlan, row: Row, target: Target, existing: Schedule | None,
                        values: dict[str, object]) -> None:
@@ -139,57 +146,37 @@ class SchedulesPlanner(SheetPlanner):
             if kind == Kind.ONCE or (kind == Kind.INTERVAL and values.get("start_at") is None):
                 values.pop("start_at", None)  # an interval without a Start keeps the anchor it was given
         schedule = existing or Schedule()
-        was_active = existing.active if existing else False
+        was_active = existing.active if existing else True  # a new inactive row: made inactive by this load
         changed = self.assign(plan, schedule, values, creating=existing is None)
         if existing is None or changed:
-            if target[0] == "job":
-                stored = self.stored.jobs.get(target[1])
-                schedule.job_id = stored.pk if stored else _NOT_YET_SAVED
-            else:
-                stored_flow = self.stored.flows.get(target[1:])
-                schedule.flow_id = stored_flow.pk if stored_flow else _NOT_YET_SAVED
-            for name, messages in self._clean_errors(schedule).items():
-                key = {NON_FIELD_ERRORS: "kind"}.get(name, name)
-                self.error(plan, row, key, " ".join(messages))
+            self._clean(plan, row, schedule, target)
         self.decide(plan, existing is None, changed)
         if plan.action == CREATE:
-            schedule.job_id = schedule.flow_id = None
             self.changes.new_schedules.append((schedule, target))
         elif plan.action == UPDATE:
-            self._rearm(schedule, was_active)
-            self.changes.changed_schedules.append(schedule)
+            self.changes.changed_schedules.append((schedule, was_active))
 
-    def _clean_errors(self, schedule: Schedule) -> dict[str, list[str]]:
-        """Schedule.clean()'s verdict. It reads only the fields of this key, and parsing a cron
-        expression is the costly part, so rows alike (the same cron in the same zone) are checked once."""
-        key = (bool(schedule.job_id), bool(schedule.flow_id), schedule.kind, schedule.cron, schedule.timezone,
-               schedule.interval_seconds, schedule.start_at, schedule.end_at, schedule.active,
-               schedule.fire_count == 0)
-        if key not in self._cleaned:
-            try:
-                schedule.clean()
-                self._cleaned[key] = {}
-            except ValidationError as exc:
-                self._cleaned[key] = exc.message_dict
-        return self._cleaned[key]
-
-    def _rearm(self, schedule: Schedule, was_active: bool) -> None:
-        """As services.reschedule (and resume, when made active again), without a save per row."""
-        schedule.next_fire_at = None
-        if schedule.active:
-            if not was_active:
-                schedule.inactive_reason = ""
-                if schedule.repeats and schedule.fire_count >= schedule.repeats:
-                    schedule.fire_count = 0  # made active again: its repeats start afresh, as resume() does
-            schedule.schedule_from(self.context.now)
-        elif was_active:
-            schedule.inactive_reason = INACTIVE_REASON
+    def _clean(self, plan: RowPlan, row: Row, schedule: Schedule, target: Target) -> None:
+        """Schedule.clean()'s verdict, each message in its column and naming the cell's value."""
+        job_id, flow_id = schedule.job_id, schedule.flow_id
+        if target[0] == "job":
+            stored_job = self.stored.jobs.get(target[1])
+            schedule.job_id = stored_job.pk if stored_job else _NOT_YET_SAVED
+        else:
+            stored_flow = self.stored.flows.get(target[1:])
+            schedule.flow_id = stored_flow.pk if stored_flow else _NOT_YET_SAVED
+        try:
+            schedule.clean()
+        except ValidationError as exc:
+            for name, messages in exc.message_dict.items():
+                self.error(plan, row, {NON_FIELD_ERRORS: "kind"}.get(name, name), " ".join(messages))
+        schedule.job_id, schedule.flow_id = job_id, flow_id  # a new schedule gets its target when applied
 
 
 def _identity(kind: str, cron: str, interval: int | None, start: datetime | None) -> tuple:
     """What tells schedules of one target and kind apart: see the module docstring."""
     if kind == Kind.CRON:
-        return (kind, " ".join((cron or "").split()))
+        return (kind, tidy_cron(cron or ""))
     if kind == Kind.INTERVAL:
         return (kind, interval)
     return (kind, start)
