@@ -116,6 +116,7 @@ def test_it_gets_updates_and_deletes_a_job_type(api, job_type):
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"name": "EXEC", "start_path": "/s", "status_path": "/t"}, "name"),  # built-in
+    ({"name": "Exec", "start_path": "/s", "status_path": "/t"}, "name"),  # built-in, in another case
     ({"name": "MOCKTYPE", "start_path": "/s", "status_path": "/t"}, "name"),  # taken
     ({"name": "NEW", "status_path": "/t"}, "start_path"),
     ({"name": "NEW", "start_path": "/s"}, "status_path"),

@@ -194,6 +194,23 @@ def test_an_edit_reschedules_from_now(job):
     assert schedule.next_fire_at == datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
+def test_an_edit_that_switches_a_used_up_schedule_on_starts_its_repeats_afresh(job):
+    schedule = every_minute(job, repeats=2)
+    schedule.finish("used up its 2 repeats")
+    schedule.fire_count = 2
+    schedule.active = True
+    schedule.rearm_after_edit(T0, was_active=False, stop_reason="switched off")
+    assert (schedule.fire_count, schedule.inactive_reason) == (0, "")
+    assert schedule.next_fire_at == T0 + timedelta(minutes=1)
+
+
+def test_an_edit_that_switches_a_schedule_off_records_why(job):
+    schedule = every_minute(job)
+    schedule.active = False
+    schedule.rearm_after_edit(T0, was_active=True, stop_reason="switched off")
+    assert (schedule.active, schedule.next_fire_at, schedule.inactive_reason) == (False, None, "switched off")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_dispatchers_racing_over_300_due_slots_fire_each_exactly_once(job):
     with time_machine.travel(T0 - timedelta(seconds=1), tick=False):

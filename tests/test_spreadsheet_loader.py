@@ -8,6 +8,8 @@ import zipfile
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.catalog.models import Application, Flow, JobDefinition, JobType, Process
 from apps.scheduling.models import Schedule
@@ -294,6 +296,14 @@ def test_it_reports_a_process_without_its_flow():
         'Sheet "Jobs", row 4, column "Flow", value (empty): Process Report needs its flow.'
 
 
+def test_it_reports_a_flow_name_longer_than_the_model_allows():
+    sheets = Sheets.base().set("Jobs", 5, "Flow", "F" * 101).set("Jobs", 5, "Process", "Purge")
+    assert problems(sheets.xlsx()) == [
+        f'Sheet "Jobs", row 5, column "Flow", value "{"F" * 101}": Ensure this value has at most 100 characters '
+        f'(it has 101).',
+    ]
+
+
 def test_it_reports_a_flow_with_two_cycles():
     assert problems(broken("Jobs", 3, "Cycle", "Hourly_1")) == [
         'Sheet "Jobs", row 3, column "Cycle", value "Hourly_1": Flow Nightly of RMS has cycle Nightly on row 2: a flow '
@@ -489,6 +499,20 @@ def test_it_leaves_a_new_job_type_on_another_url_to_the_installation_defaults():
     loader.load(Sheets.base().xlsx())
     new = JobType.objects.get(name="EXTTYPE")
     assert (new.token_url, new.client_id, new.client_secret_encrypted) == ("", "", "")
+
+
+def test_it_checks_updated_rows_against_the_model_rules_without_a_query_per_row():
+    loader.load(Sheets.base().xlsx())
+    edited = Sheets.base()
+    for row in range(2, 6):
+        edited.set("Jobs", row, "Description", f"edited {row}")
+    edited.set("Schedules", 2, "Timezone", "America/New_York").set("Schedules", 3, "Repeats", 5)
+    with CaptureQueriesContext(connection) as unchanged:
+        loader.dry_run(Sheets.base().xlsx())
+    with CaptureQueriesContext(connection) as updated:
+        plan = loader.dry_run(edited.xlsx())
+    assert plan.totals() == {"update": 6, "unchanged": 5}
+    assert len(updated.captured_queries) == len(unchanged.captured_queries)
 
 
 def test_it_refuses_to_apply_a_plan_other_than_the_one_confirmed():

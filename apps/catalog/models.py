@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
@@ -244,7 +245,7 @@ class JobDefinition(models.Model):
         """The job type as operators write it: EXEC, PYTHON, DUMMY or a custom type's name."""
         if self.kind != JobKind.CUSTOM:
             return self.kind
-        return self.custom_type.name if self.custom_type_id else self._unknown_type
+        return self.custom_type.name if self.custom_type is not None else self._unknown_type
 
     @job_type.setter
     def job_type(self, value: str | JobType) -> None:
@@ -269,7 +270,7 @@ class JobDefinition(models.Model):
         return self.kind == JobKind.CUSTOM
 
     def save(self, *args, **kwargs) -> None:
-        if self.kind == JobKind.CUSTOM and self.custom_type_id is None:
+        if self.kind == JobKind.CUSTOM and self.custom_type is None:
             raise ValidationError({"job_type": self._unknown_type_message()})
         super().save(*args, **kwargs)
 
@@ -281,12 +282,14 @@ class JobDefinition(models.Model):
         return {int(code) for code in self.warning_exit_codes.replace(" ", "").split(",") if code}
 
     def clean(self) -> None:
+        """The rules across fields. It makes no query of its own: the process check follows
+        `process.flow`, which a bulk caller (the spreadsheet loader) links in memory."""
         errors: dict[str, str] = {}
         if self.kind == JobKind.EXEC and not self.command.strip():
             errors["command"] = "An EXEC job needs a command."
         if self.kind == JobKind.PYTHON and self.command not in registry:
             errors["command"] = f"{self.command!r} is not a registered PYTHON task; known: {', '.join(sorted(registry))}."
-        if self.kind == JobKind.CUSTOM and self.custom_type_id is None:
+        if self.kind == JobKind.CUSTOM and self.custom_type is None:  # no query: the id is None too
             errors["job_type"] = self._unknown_type_message()
         try:
             self.warning_codes()

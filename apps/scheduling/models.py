@@ -148,6 +148,31 @@ class Schedule(models.Model):
             else:
                 self.finish("no fire time left (end_at passed, or the one-time slot is gone)")
 
+    def rearm(self, moment: datetime) -> None:
+        """After an edit: the next slot after `moment` under the rules as they are now; none while inactive."""
+        self.next_fire_at = None
+        if self.active:
+            self.inactive_reason = ""
+            self.schedule_from(moment)
+
+    def reactivate(self, moment: datetime) -> None:
+        """Active again from `moment`: the slots while inactive are not caught up, and a schedule
+        that used up its repeats starts them afresh."""
+        self.active = True
+        if self.repeats and self.fire_count >= self.repeats:
+            self.fire_count = 0
+        self.rearm(moment)
+
+    def rearm_after_edit(self, moment: datetime, was_active: bool, stop_reason: str) -> None:
+        """After an edit that may also have switched the schedule on or off: switched on, as
+        reactivate(); switched off, finished with `stop_reason`; otherwise as rearm()."""
+        if self.active and not was_active:
+            self.reactivate(moment)
+        elif was_active and not self.active:
+            self.finish(stop_reason)
+        else:
+            self.rearm(moment)
+
     def finish(self, reason: str) -> None:
         self.active = False
         self.next_fire_at = None

@@ -156,10 +156,7 @@ def resume(schedule: Schedule, by: str) -> Schedule:
     """Fire again from the next slot after now (slots during the pause are not caught up)."""
     with transaction.atomic():
         schedule = Schedule.objects.select_for_update().get(pk=schedule.pk)
-        schedule.active, schedule.inactive_reason = True, ""
-        if schedule.repeats and schedule.fire_count >= schedule.repeats:
-            schedule.fire_count = 0  # reactivating a used-up schedule starts its repeats afresh
-        schedule.schedule_from(timezone.now())
+        schedule.reactivate(timezone.now())
         schedule.save()
     log.info("schedule %s resumed by %s", schedule.pk, by)
     return schedule
@@ -167,9 +164,6 @@ def resume(schedule: Schedule, by: str) -> Schedule:
 
 def reschedule(schedule: Schedule) -> Schedule:
     """After an edit: the next slot from now under the new rules."""
-    schedule.next_fire_at = None
-    if schedule.active:
-        schedule.inactive_reason = ""
-        schedule.schedule_from(timezone.now())
+    schedule.rearm(timezone.now())
     schedule.save()
     return schedule

@@ -247,6 +247,12 @@ class CronSpec:
         return None
 
 
+def tidy_cron(expression: str) -> str:
+    """A cron expression with single spaces between its fields: as it is parsed, and as a workbook
+    load stores and matches it."""
+    return " ".join(expression.split())
+
+
 @functools.lru_cache(maxsize=4096)
 def parse_cron(expression: str) -> CronSpec:
     """Parse a 5-, 6- or 7-field cron expression or an @alias; raise ValidationError if invalid.
@@ -273,7 +279,7 @@ def parse_cron(expression: str) -> CronSpec:
     are not leap years) raises "Never fires: ...". Whether it fires again after a given
     moment (years in the past) is `validate_cron`'s question, not this one's.
     """
-    text = " ".join(expression.split())
+    text = tidy_cron(expression)
     if not text:
         raise ValidationError("Enter a cron expression.", code="invalid_cron")
     if text.startswith("@"):
