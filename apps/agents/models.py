@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class AgentStatus(models.TextChoices):
@@ -16,6 +19,14 @@ class AgentStatus(models.TextChoices):
 class AgentKind(models.TextChoices):
     CLUSTER = "cluster"
     DISPATCHER = "dispatcher"
+
+
+class AgentQuerySet(models.QuerySet):
+    def alive(self, kind: str | None = None) -> AgentQuerySet:
+        """The one definition of a live agent: not offline, and beaten within BATCHDESK_AGENT_LOST_SECONDS."""
+        cutoff = timezone.now() - timedelta(seconds=settings.BATCHDESK["AGENT_LOST_SECONDS"])
+        alive = self.exclude(status=AgentStatus.OFFLINE).filter(last_heartbeat__gte=cutoff)
+        return alive.filter(kind=kind) if kind else alive
 
 
 class Agent(models.Model):
@@ -34,6 +45,8 @@ class Agent(models.Model):
     blocked = models.BooleanField(default=False)
     started_at = models.DateTimeField(auto_now_add=True)
     last_heartbeat = models.DateTimeField()
+
+    objects = AgentQuerySet.as_manager()
 
     class Meta:
         ordering = ["-last_heartbeat"]

@@ -79,9 +79,8 @@ def set_blocked(agent: Agent, blocked: bool) -> bool:
 
 def mark_lost_agents() -> int:
     """Agents that stopped beating go offline; returns how many did."""
-    cutoff = timezone.now() - timedelta(seconds=settings.BATCHDESK["AGENT_LOST_SECONDS"])
     with transaction.atomic():
-        lost = Agent.objects.exclude(status=AgentStatus.OFFLINE).filter(last_heartbeat__lt=cutoff)
+        lost = Agent.objects.exclude(status=AgentStatus.OFFLINE).exclude(pk__in=Agent.objects.alive())
         names = list(lost.values_list("name", flat=True))
         count = lost.update(status=AgentStatus.OFFLINE)
     for name in names:

@@ -19,7 +19,7 @@ from apps.catalog.models import JobDefinition
 from apps.engine import services
 from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
-from apps.scheduling.models import Schedule
+from apps.scheduling.models import next_fire_of_job
 
 ERRORS = {
     "TASK_NOT_FOUND": (status.HTTP_404_NOT_FOUND, "RESOURCE_NOT_FOUND"),
@@ -133,10 +133,8 @@ class BackgroundTaskList(EnvelopeView):
     )
     def get(self, request):
         running = Execution.objects.filter(job=OuterRef("pk"), status=Status.RUNNING)
-        next_run = (Schedule.objects.filter(job=OuterRef("pk"), active=True).order_by()
-                    .values("job").annotate(first=Min("next_fire_at")).values("first"))
         jobs = (JobDefinition.objects.order_by("application__name", "name").with_type_name()
-                .annotate(running=Exists(running), next_run=Subquery(next_run))
+                .annotate(running=Exists(running), next_run=next_fire_of_job())
                 .values_list("application__name", "name", "description", "type_name", "enabled", "running", "next_run"))
         tasks = [
             {"taskGroup": group, "taskName": name, "description": description, "jobType": job_type,

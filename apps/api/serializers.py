@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import zoneinfo
 
+from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q
@@ -205,20 +207,44 @@ class JobDetailSerializer(JobSerializer):
 
     @extend_schema_field(serializers.DictField())
     def get_stats(self, job: JobDefinition) -> dict:
-        runtime = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
         figures = Execution.objects.filter(job=job).aggregate(
             total=Count("id"),
             success=Count("id", filter=Q(status=Status.COMPLETED)),
             failure=Count("id", filter=Q(status=Status.ERROR)),
-            average=Avg(runtime, filter=Q(status=Status.COMPLETED)),
         )
-        average = figures.pop("average")
-        return {**figures, "average_seconds": round(average.total_seconds(), 3) if average else None}
+        average = job.average_runtime_seconds
+        return {**figures, "average_seconds": round(average, 3) if average is not None else None}
 
     @extend_schema_field(ExecutionSerializer(allow_null=True))
     def get_latest_execution(self, job: JobDefinition):
         latest = job.executions.select_related("job", "application", "agent").first()
         return ExecutionSerializer(latest).data if latest else None
+
+
+class CronPreviewSerializer(serializers.Serializer):
+    """POST /api/v1/cron/preview: the next fire times of any expression, without saving a schedule."""
+
+    cron = serializers.CharField(max_length=200, help_text="5, 6 or 7 fields, or an @ alias (SPEC §4).")
+    timezone = serializers.CharField(max_length=64, required=False, validators=[validators.timezone_name],
+                                     help_text="IANA name; the installation's zone when left out.")
+    after = serializers.DateTimeField(required=False, default_timezone=None,
+                                      help_text="ISO 8601; without an offset it is read in `timezone`. Default: now.")
+    count = serializers.IntegerField(min_value=1, max_value=100, default=5)
+
+    def validate(self, attrs: dict) -> dict:
+        zone = attrs.setdefault("timezone", django_settings.TIME_ZONE)
+        after = attrs.get("after") or timezone.now()
+        if timezone.is_naive(after):
+            after = timezone.make_aware(after, zoneinfo.ZoneInfo(zone))
+        attrs["after"] = after
+        return attrs
+
+
+class CronPreviewAnswer(serializers.Serializer):
+    cron = serializers.CharField()
+    timezone = serializers.CharField()
+    next_fire_times = serializers.ListField(child=serializers.DateTimeField(), help_text="UTC")
+    local_times = serializers.ListField(child=serializers.DateTimeField(), help_text="In `timezone`.")
 
 
 class AgentSerializer(serializers.ModelSerializer):

@@ -1,14 +1,16 @@
 from django.http import JsonResponse
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from apps.api import backgroundtasks, views
 
 
+@csrf_exempt  # a POST to no endpoint is a 404, not Django's HTML CSRF page
 def no_endpoint(request) -> JsonResponse:
-    """An unknown /api/v1/ path (or an id of the wrong shape) answers like every API error, not
-    with Django's HTML page."""
+    """An unknown /api/ path (or an id of the wrong shape), whatever the method, answers like every
+    API error, never with Django's HTML page."""
     return JsonResponse({"error": "NOT_FOUND", "detail": f"No API endpoint at {request.path}."}, status=404)
 
 
@@ -25,8 +27,9 @@ urlpatterns = [
     path("v1/backgroundtasks/trigger/<str:task_name>", backgroundtasks.TriggerBackgroundTask.as_view(),
          name="backgroundtasks-trigger"),
     path("v1/health", views.HealthView.as_view(), name="health"),
+    path("v1/cron/preview", views.CronPreviewView.as_view(), name="cron-preview"),
     path("v1/", include(router.urls)),
-    re_path(r"^v1/", no_endpoint),  # last under v1/: whatever the routes above did not match
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"", no_endpoint),  # last: whatever under /api/ the routes above did not match
 ]

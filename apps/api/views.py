@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from datetime import UTC
 
-from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, extend_schema_view, inline_serializer
@@ -26,8 +28,10 @@ from apps.catalog.models import Application, JobDefinition, JobType
 from apps.console.health import health_report
 from apps.engine import services as engine
 from apps.engine.models import Execution, Status, Trigger
+from apps.errors import BatchError, ErrorCode
 from apps.scheduling import services as scheduling
-from apps.scheduling.models import Schedule
+from apps.scheduling import timing
+from apps.scheduling.models import Schedule, next_fire_of_job
 
 
 class Pages(pagination.PageNumberPagination):
@@ -103,7 +107,7 @@ class ApplicationViewSet(BatchViewSet, viewsets.ModelViewSet):
         app = self.get_object()
         return Response({
             # Every live cluster serves every application.
-            "agents": Agent.objects.filter(kind=AgentKind.CLUSTER).exclude(status=AgentStatus.OFFLINE).count(),
+            "agents": Agent.objects.alive(AgentKind.CLUSTER).count(),
             "jobs": app.jobs.count(),
             "running": app.executions.filter(status=Status.RUNNING).count(),
         })
@@ -154,10 +158,8 @@ class JobViewSet(BatchViewSet, viewsets.ModelViewSet):
     }
 
     def get_queryset(self):
-        next_fire = (Schedule.objects.filter(job=OuterRef("pk"), active=True).order_by().values("job")
-                     .annotate(first=Min("next_fire_at")).values("first"))
         jobs = (JobDefinition.objects.select_related("application", "process__flow", "custom_type")
-                .annotate(next_fire_at=Subquery(next_fire)).order_by("name"))
+                .annotate(next_fire_at=next_fire_of_job()).order_by("name"))
         params = self.request.query_params
         if application := text(params, "application"):
             jobs = jobs.filter(application__name=application)
@@ -321,6 +323,31 @@ class AgentViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
             raise ValidationError({"status": f"Agent {agent.name} is {agent.status}: only live agents can be "
                                              f"{'blocked' if blocked else 'unblocked'}."})
         return Response(s.AgentSerializer(self.get_queryset().get(pk=agent.pk)).data)
+
+
+class CronPreviewView(APIView):
+    """The next fire times of any cron expression in any zone after any instant (SPEC §5.2), by the
+    same function as a schedule's own next fire times. Viewers may call it: it saves nothing."""
+
+    permission_classes = [BatchPermission]
+    permission_required = "scheduling.view_schedule"
+    schema = ControlApiSchema()
+
+    @extend_schema(request=s.CronPreviewSerializer, responses={200: s.CronPreviewAnswer, 400: ErrorSerializer})
+    def post(self, request):
+        body = s.CronPreviewSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        cron, zone, after, count = (body.validated_data[key] for key in ("cron", "timezone", "after", "count"))
+        try:
+            times = timing.preview(cron, zone, after, count)
+        except DjangoValidationError as exc:
+            raise BatchError(ErrorCode.INVALID_CRON, " ".join(exc.messages)) from None
+        except (OverflowError, ValueError) as exc:  # slots past year 9999
+            raise BatchError(ErrorCode.INVALID_CRON, f"No fire time can be computed after {after}: {exc}") from None
+        local = zoneinfo.ZoneInfo(zone)
+        return Response({"cron": cron, "timezone": zone,
+                         "next_fire_times": [moment.astimezone(UTC).isoformat() for moment in times],
+                         "local_times": [moment.astimezone(local).isoformat() for moment in times]})
 
 
 class HealthView(APIView):

@@ -217,6 +217,10 @@ class JobDefinition(models.Model):
         max_length=200, blank=True, help_text="Comma-separated exit codes that count as COMPLETED with a warning."
     )
     extra = models.TextField(blank=True, help_text="Opaque text or JSON handed to the job.")
+    # The running average of completed runs, kept as each one completes (apps.engine.lifecycle.finish):
+    # "long running" and the job's stats read it without a query over its history.
+    completed_runs = models.PositiveIntegerField(default=0, editable=False)
+    average_runtime_seconds = models.FloatField(null=True, blank=True, editable=False)
 
     objects = JobDefinitionQuerySet.as_manager()
 

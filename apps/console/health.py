@@ -42,13 +42,11 @@ def health_report() -> dict:
     if not database["ok"]:
         return {"status": "down", "database": database, "broker": {"ok": None}, "agents": {}, "job_types": []}
     broker = {**_timed(_broker), "kind": "redis" if settings.REDIS_URL else "orm"}
-    live = timezone.now() - timedelta(seconds=settings.BATCHDESK["AGENT_LOST_SECONDS"])
     counts = dict(Agent.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
-    alive = Agent.objects.exclude(status=AgentStatus.OFFLINE).filter(last_heartbeat__gte=live)
     agents = {
         **{status: counts.get(status, 0) for status in AgentStatus.values},
-        "clusters_alive": alive.filter(kind=AgentKind.CLUSTER).count(),
-        "dispatchers_alive": alive.filter(kind=AgentKind.DISPATCHER).count(),
+        "clusters_alive": Agent.objects.alive(AgentKind.CLUSTER).count(),
+        "dispatchers_alive": Agent.objects.alive(AgentKind.DISPATCHER).count(),
     }
     job_types = [{"name": t.name, "up": t.last_check_up, "checked_at": t.last_check_at, "error": t.last_check_error}
                  for t in JobType.objects.order_by("name")]

@@ -16,7 +16,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
@@ -162,9 +163,21 @@ def finish(
             final_failure = False
         if final_failure:
             transaction.on_commit(lambda: execution_failed.send(sender=Execution, execution=execution))
+        if status == Status.COMPLETED and execution.started_at:
+            _count_completed(execution)
         _wake_waiting(execution)
     log.info("execution %s of %s ended %s %s", execution.pk, execution.job.name, status, error)
     return True
+
+
+def _count_completed(execution: Execution) -> None:
+    """Fold this run into its job's running average (the one average runtime)."""
+    seconds = (execution.finished_at - execution.started_at).total_seconds()
+    runs = F("completed_runs")
+    JobDefinition.objects.filter(pk=execution.job_id).update(
+        average_runtime_seconds=(Coalesce(F("average_runtime_seconds"), 0.0) * runs + seconds) / (runs + 1.0),
+        completed_runs=runs + 1,
+    )
 
 
 def _schedule_retry(failed: Execution) -> Execution:

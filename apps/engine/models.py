@@ -173,17 +173,14 @@ class Execution(models.Model):
         return (self.finished_at or timezone.now()) - self.started_at
 
     def long_running_threshold(self) -> float | None:
-        """Seconds after which this run counts as long running, or None when nothing tells."""
+        """Seconds after which this run counts as long running, or None when nothing tells (SPEC §1:
+        the job's threshold, else its average completed runtime × BATCHDESK_LONG_RUNNING_MULTIPLIER).
+        No query: the job keeps its average."""
         if self.job.threshold_runtime_seconds:
             return float(self.job.threshold_runtime_seconds)
-        average = (
-            Execution.objects.filter(job_id=self.job_id, status=Status.COMPLETED, started_at__isnull=False)
-            .exclude(pk=self.pk)
-            .aggregate(avg=Avg(F("finished_at") - F("started_at"), output_field=models.DurationField()))["avg"]
-        )
-        if not average:
+        if not self.job.average_runtime_seconds:
             return None
-        return average.total_seconds() * settings.BATCHDESK["LONG_RUNNING_MULTIPLIER"]
+        return self.job.average_runtime_seconds * settings.BATCHDESK["LONG_RUNNING_MULTIPLIER"]
 
     @property
     def long_running(self) -> bool:

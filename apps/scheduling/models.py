@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from apps.catalog.validators import timezone_name
@@ -29,6 +29,12 @@ class Misfire(models.TextChoices):
     SKIP = "skip"
     RUN_ONCE = "run_once"
     RUN_ALL = "run_all"
+
+
+def next_fire_of_job(job=OuterRef("pk")) -> Subquery:
+    """A job's earliest next fire over its active schedules: the one subquery that annotates job lists."""
+    return Subquery(Schedule.objects.filter(job=job, active=True).order_by().values("job")
+                    .annotate(first=Min("next_fire_at")).values("first"))
 
 
 class Schedule(models.Model):

@@ -8,7 +8,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from apps.agents.models import Agent, AgentKind, AgentStatus
+from apps.agents.models import Agent, AgentKind
 from apps.engine import services
 from apps.errors import BatchError, ErrorCode
 from apps.engine.models import TERMINAL, Execution, Status, Trigger
@@ -32,26 +32,26 @@ class Command(BaseCommand):
         except BatchError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
         self.stdout.write(f"Execution {execution.pk} of {name} is {execution.status} ({execution.agent_execution_id}).")
-        if not Agent.objects.filter(kind=AgentKind.CLUSTER).exclude(status=AgentStatus.OFFLINE).exists():
+        if not Agent.objects.alive(AgentKind.CLUSTER).exists():
             self.stderr.write("Warning: no qcluster agent is alive; the execution starts when one is.")
         if wait:
             self._follow(execution, timeout)
 
     def _follow(self, execution: Execution, timeout: float) -> None:
         deadline = time.monotonic() + timeout if timeout else None
-        printed = 0
+        offset = 0
         while True:
             execution.refresh_from_db()
-            if len(execution.log) > printed:
-                self.stdout.write(execution.log[printed:], ending="")
-                printed = len(execution.log)
+            text, offset = execution.log_since(offset)  # offsets over the whole output, elided middle included
+            if text:
+                self.stdout.write(text, ending="")
             if execution.status in TERMINAL:
                 retry = Execution.objects.filter(retry_of=execution).first()
                 if retry is None:
                     break
                 self.stdout.write(f"Execution {execution.pk} ended {execution.status} ({execution.error}); "
                                   f"following its retry, execution {retry.pk}.")
-                execution, printed = retry, 0
+                execution, offset = retry, 0
                 continue
             if deadline and time.monotonic() > deadline:
                 raise CommandError(f"Execution {execution.pk} is still {execution.status} after {timeout:g}s.")
