@@ -29,8 +29,9 @@ run: $(STAMP)
 	$(BIN)/python manage.py load_schedule fixtures/batch_schedule_example.xlsx
 	@exec $(BIN)/python manage.py run_all --port $(PORT)
 
-## make test: the suite on SQLite, then again on PostgreSQL + Redis where TEST_DATABASE_URL/TEST_REDIS_URL are set.
+## make test: the layers contract, then the suite on SQLite, then again on PostgreSQL + Redis where TEST_DATABASE_URL/TEST_REDIS_URL are set.
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -p no:cacheprovider
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== again on PostgreSQL$${TEST_REDIS_URL:+ + Redis} =="; \

@@ -14,7 +14,7 @@ VAR_DIR.mkdir(exist_ok=True)
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")
 
-SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me")
+SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me")  # apps.console.checks warns
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

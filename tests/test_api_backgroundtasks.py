@@ -11,7 +11,6 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.catalog.models import Concurrency
-from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
 from apps.scheduling.models import Schedule
 from tests.conftest import race, token_client

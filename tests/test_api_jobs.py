@@ -9,10 +9,17 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.catalog.models import Application, Concurrency, Flow, JobDefinition, JobType, Process
-from apps.errors import BatchError, ErrorCode
+from apps.catalog.models import (
+    Application,
+    Concurrency,
+    Flow,
+    JobDefinition,
+    JobType,
+    Process,
+)
 from apps.engine import lifecycle
 from apps.engine.models import Execution, Status, Trigger
+from apps.errors import ErrorCode
 from apps.scheduling.models import Schedule
 from tests.conftest import token_client
 

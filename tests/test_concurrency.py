@@ -9,8 +9,8 @@ import pytest
 
 from apps.catalog.models import Concurrency
 from apps.engine import lifecycle, services
-from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status
+from apps.errors import BatchError, ErrorCode
 from tests.conftest import race, wait_for
 
 

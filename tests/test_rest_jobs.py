@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from apps.catalog.models import Flow, JobType, Process
 from apps.engine import polling, services
-from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
+from apps.errors import BatchError
 
 BASE = "https://ext.example.com/pom"
 TOKEN_URL = "https://auth.example.com/oauth/token"

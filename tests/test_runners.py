@@ -21,11 +21,11 @@ from django.utils import timezone
 from apps.agents import services as agents
 from apps.agents.models import Agent, AgentKind, AgentStatus
 from apps.catalog.models import Application, Concurrency, JobType
-from apps.engine import leases, lifecycle, services, tasks
-from apps.errors import BatchError, ErrorCode
-from apps.engine.models import Execution, Status, Trigger
 from apps.catalog.registry import RegisteredTask, registry
+from apps.engine import leases, lifecycle, services, tasks
+from apps.engine.models import Execution, Status, Trigger
 from apps.engine.signals import execution_failed
+from apps.errors import BatchError
 from tests.conftest import group_alive, wait_for
 
 transactional = pytest.mark.django_db(transaction=True)

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from apps.catalog.models import Concurrency, JobDefinition
 from apps.engine import lifecycle, services
-from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
+from apps.errors import BatchError
 
 pytestmark = pytest.mark.django_db
 

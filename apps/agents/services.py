@@ -6,10 +6,8 @@ import logging
 import os
 import platform
 import socket
-from datetime import timedelta
 
 import psutil
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 
-from django.db.models import Exists, Min, OuterRef, Subquery
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiTypes,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -17,8 +22,8 @@ from apps.api.permissions import BatchPermission
 from apps.catalog import validators
 from apps.catalog.models import JobDefinition
 from apps.engine import services
-from apps.errors import BatchError, ErrorCode
 from apps.engine.models import Execution, Status, Trigger
+from apps.errors import BatchError, ErrorCode
 from apps.scheduling.models import next_fire_of_job
 
 ERRORS = {

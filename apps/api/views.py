@@ -10,7 +10,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiTypes,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -18,7 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.agents import services as agents
-from apps.agents.models import Agent, AgentKind, AgentStatus
+from apps.agents.models import Agent, AgentKind
 from apps.api import serializers as s
 from apps.api.errors import ErrorSerializer
 from apps.api.permissions import BatchPermission

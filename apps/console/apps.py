@@ -7,6 +7,9 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Console"
     default = True
 
+    def ready(self) -> None:
+        from apps.console import checks  # noqa: F401  (registers the system checks)
+
 
 class BatchdeskAdminConfig(admin_apps.AdminConfig):
     """django.contrib.admin, with the Batchdesk site as its default site."""

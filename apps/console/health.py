@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count
-from django.utils import timezone
 
 from apps.agents.models import Agent, AgentKind, AgentStatus
 from apps.catalog.models import JobType

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 from django.contrib import admin, messages
-from django.db.models import Count
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone

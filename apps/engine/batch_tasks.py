@@ -8,8 +8,8 @@ from django.utils import timezone
 from django_q.models import Task
 
 from apps.agents.models import Agent, AgentStatus
-from apps.engine.models import TERMINAL, Execution
 from apps.catalog.registry import batch_task
+from apps.engine.models import TERMINAL, Execution
 
 
 def _days(values: dict[str, str], default: int) -> int:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Avg, F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 

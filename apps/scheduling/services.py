@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.engine import services as engine
-from apps.errors import BatchError, ErrorCode
+from apps.errors import BatchError
 from apps.engine.models import Trigger
 from apps.scheduling import timing
 from apps.scheduling.models import FiredSlot, Misfire, Outcome, Schedule

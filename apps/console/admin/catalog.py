@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, Subquery
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from apps.catalog.models import BUILTIN_KINDS, Application, Flow, JobDefinition, JobType, JobTypeEnvironment, Process
-from apps.engine import services
+from apps.catalog.models import (
+    BUILTIN_KINDS,
+    Application,
+    Flow,
+    JobDefinition,
+    JobType,
+    JobTypeEnvironment,
+    Process,
+)
 from apps.console.admin.base import BatchModelAdmin
+from apps.engine import services
 from apps.engine.models import Execution, Trigger
 from apps.errors import BatchError
 

@@ -10,8 +10,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from apps.engine import services
 from apps.console.admin.base import BatchModelAdmin
+from apps.engine import services
 from apps.engine.models import Execution, Status
 
 STATUS_COLOURS = {

@@ -7,7 +7,6 @@ from datetime import timezone
 
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
-
 from django_q.models import Schedule as QueueSchedule
 
 from apps.console.admin.base import BatchModelAdmin
@@ -36,6 +35,9 @@ class ScheduleAdmin(BatchModelAdmin):
         ("Firing", {"fields": ["next_fire_times", "last_fired_at", "fire_count", "inactive_reason", "recent_fires"]}),
     ]
     actions = ["pause", "resume"]
+
+    class Media:
+        js = ["batchdesk/cron_preview.js"]
 
     @admin.display(description="next 5 fire times")
     def next_fire_times(self, obj: Schedule) -> str:

@@ -14,7 +14,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.catalog.models import JobKind, JobType
-from apps.connectors.client import CallFailed, CheckResult, Endpoint, describe, request, system_check
+from apps.connectors.client import (
+    CallFailed,
+    CheckResult,
+    Endpoint,
+    describe,
+    request,
+    system_check,
+)
 from apps.engine import lifecycle
 from apps.engine.kinds.base import Kind
 from apps.engine.logbuffer import BoundedLog

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from apps.agents.models import Agent, AgentKind
 from apps.engine import services
-from apps.errors import BatchError, ErrorCode
 from apps.engine.models import TERMINAL, Execution, Status, Trigger
+from apps.errors import BatchError
 
 
 class Command(BaseCommand):
