@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "apps.agents",
     # django_q before apps.scheduling, whose admin unregisters django-q2's Schedule.
     "django_q",
+    "apps.audit",
     "apps.catalog",
     "apps.engine",
     "apps.scheduling",

@@ -11,6 +11,7 @@ import psutil
 from django.db import transaction
 from django.utils import timezone
 
+from apps import audit
 from apps.agents.models import Agent, AgentKind, AgentStatus
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,15 @@ def sign_off(agent: Agent) -> None:
     Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.OFFLINE)
 
 
-def set_blocked(agent: Agent, blocked: bool) -> bool:
+def set_blocked(agent: Agent, blocked: bool, by: str = "") -> bool:
     """Block (no new executions start on it) or unblock an agent; False if it is offline."""
     target = AgentStatus.BLOCKED if blocked else AgentStatus.READY
     live = Agent.objects.filter(pk=agent.pk).exclude(status=AgentStatus.OFFLINE)
-    return bool(live.update(status=target, blocked=blocked))
+    with transaction.atomic():
+        done = bool(live.update(status=target, blocked=blocked))
+        if done:
+            audit.record(by, "block" if blocked else "unblock", agent)
+    return done
 
 
 def mark_lost_agents() -> int:

@@ -325,7 +325,7 @@ class AgentViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixi
 
     def _set_blocked(self, blocked: bool) -> Response:
         agent = self.get_object()
-        if not agents.set_blocked(agent, blocked):
+        if not agents.set_blocked(agent, blocked, by=self.username()):
             raise ValidationError({"status": f"Agent {agent.name} is {agent.status}: only live agents can be "
                                              f"{'blocked' if blocked else 'unblocked'}."})
         return Response(s.AgentSerializer(self.get_queryset().get(pk=agent.pk)).data)

@@ -33,7 +33,7 @@ PENDING = [Status.LOADED, Status.WAITING]
 TRANSITIONS: dict[str, set[str]] = {
     Status.LOADED: {Status.WAITING, Status.RUNNING, Status.HELD, Status.ERROR, Status.SKIPPED},
     Status.WAITING: {Status.WAITING, Status.RUNNING, Status.HELD, Status.ERROR, Status.SKIPPED},
-    Status.HELD: {Status.LOADED, Status.ERROR, Status.SKIPPED},
+    Status.HELD: {Status.LOADED, Status.WAITING, Status.ERROR, Status.SKIPPED},
     Status.RUNNING: {Status.COMPLETED, Status.ERROR},
     Status.COMPLETED: set(),
     Status.ERROR: set(),

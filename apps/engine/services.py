@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps import audit
 from apps.catalog import params
 from apps.catalog.models import Concurrency, JobDefinition, JobKind, JobType
 from apps.connectors.client import CheckResult
@@ -19,6 +20,9 @@ from apps.engine.models import PENDING, Execution, Status, Trigger
 from apps.errors import BatchError, ErrorCode
 
 log = logging.getLogger(__name__)
+
+# Triggers by a person (the audit trail records them); schedules and retries have their own records.
+OPERATOR_TRIGGERS = {Trigger.MANUAL, Trigger.API, Trigger.CLI, Trigger.RESTART}
 
 
 def find_job(name: str) -> JobDefinition:
@@ -63,6 +67,9 @@ def trigger(
             next_check_at=timezone.now() + timedelta(seconds=lifecycle.setting("DISPATCH_LEASE_SECONDS")),
         )
         transaction.on_commit(lambda: lifecycle.hand_out([execution.pk]))
+        if trigger in OPERATOR_TRIGGERS:
+            audit.record(triggered_by, "trigger" if trigger != Trigger.RESTART else "restart", job,
+                         f"execution #{execution.pk}" + (f", restart of #{restart_of.pk}" if restart_of else ""))
     log.info("triggered %s as execution %s (%s by %s)", job.name, execution.pk, trigger, triggered_by or "-")
     return execution
 
@@ -73,6 +80,12 @@ def trigger_by_name(name: str, **kwargs) -> Execution:
 
 def kill(execution: Execution, *, by: str) -> Execution:
     """Kill an execution. Pending ones end at once; a running one is stopped by its kind."""
+    killed = _kill(execution, by)
+    audit.record(by, "kill", execution)
+    return killed
+
+
+def _kill(execution: Execution, by: str) -> Execution:
     if execution.status in PENDING or execution.status == Status.HELD:
         Execution.objects.filter(pk=execution.pk).update(kill_requested_by=by)
         execution.kill_requested_by = by
@@ -98,6 +111,46 @@ def restart(execution: Execution, *, by: str) -> Execution:
 def system_check(job_type: JobType) -> CheckResult:
     """Run a custom job type's system check now; the answer is kept for the health page."""
     return kinds.KINDS[JobKind.CUSTOM].check(job_type)
+
+
+def hold(execution: Execution, *, by: str) -> Execution:
+    """LOADED or WAITING → HELD: not started until released."""
+    with transaction.atomic():
+        if not Execution.objects.filter(pk=execution.pk, status__in=PENDING).move(
+                Status.HELD, waiting_reason=f"held by {by}"[:300], next_check_at=None):
+            raise _not_allowed(execution, "held", "LOADED or WAITING")
+        audit.record(by, "hold", execution)
+    execution.refresh_from_db()
+    return execution
+
+
+def release(execution: Execution, *, by: str) -> Execution:
+    """HELD → WAITING: it starts when its turn comes (handed out now, and held back again if it must wait)."""
+    with transaction.atomic():
+        if not Execution.objects.filter(pk=execution.pk, status=Status.HELD).move(
+                Status.WAITING, waiting_reason=f"released by {by}"[:300], next_check_at=timezone.now()):
+            raise _not_allowed(execution, "released", "HELD")
+        audit.record(by, "release", execution)
+        transaction.on_commit(lambda: lifecycle.hand_out([execution.pk]))
+    execution.refresh_from_db()
+    return execution
+
+
+def skip(execution: Execution, *, by: str) -> Execution:
+    """LOADED, WAITING or HELD → SKIPPED: it will not run; whatever waits for it goes on."""
+    with transaction.atomic():
+        if execution.status not in (*PENDING, Status.HELD) or not lifecycle.finish(
+                execution, Status.SKIPPED, error=f"skipped by {by}", retry=False):
+            raise _not_allowed(execution, "skipped", "LOADED, WAITING or HELD")
+        audit.record(by, "skip", execution)
+    execution.refresh_from_db()
+    return execution
+
+
+def _not_allowed(execution: Execution, done: str, states: str) -> BatchError:
+    status = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first()
+    return BatchError(ErrorCode.NOT_ALLOWED,
+                      f"Execution {execution.pk} is {status}: only {states} executions can be {done}.")
 
 
 def fetch_log(execution: Execution) -> Execution:

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps import audit
 from apps.engine import services as engine
 from apps.errors import BatchError
 from apps.engine.models import Trigger
@@ -146,8 +147,10 @@ def _record(schedule: Schedule, slot: datetime, outcome: str, reason: str) -> No
 
 def pause(schedule: Schedule, by: str) -> Schedule:
     """Stop firing; persisted, so it survives restarts."""
-    Schedule.objects.filter(pk=schedule.pk).update(active=False, next_fire_at=None,
-                                                    inactive_reason=f"paused by {by}"[:200])
+    with transaction.atomic():
+        Schedule.objects.filter(pk=schedule.pk).update(active=False, next_fire_at=None,
+                                                        inactive_reason=f"paused by {by}"[:200])
+        audit.record(by, "pause", schedule)
     schedule.refresh_from_db()
     return schedule
 
@@ -158,6 +161,7 @@ def resume(schedule: Schedule, by: str) -> Schedule:
         schedule = Schedule.objects.select_for_update().get(pk=schedule.pk)
         schedule.reactivate(timezone.now())
         schedule.save()
+        audit.record(by, "resume", schedule)
     log.info("schedule %s resumed by %s", schedule.pk, by)
     return schedule
 

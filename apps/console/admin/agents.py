@@ -37,10 +37,10 @@ class AgentAdmin(BatchModelAdmin):
 
     @admin.action(description="Block selected agents (no new executions start on them)", permissions=["block"])
     def block(self, request, queryset):
-        done = sum(services.set_blocked(agent, True) for agent in queryset)
+        done = sum(services.set_blocked(agent, True, by=request.user.get_username()) for agent in queryset)
         self.message_user(request, f"Blocked {done} agents.")
 
     @admin.action(description="Unblock selected agents", permissions=["block"])
     def unblock(self, request, queryset):
-        done = sum(services.set_blocked(agent, False) for agent in queryset)
+        done = sum(services.set_blocked(agent, False, by=request.user.get_username()) for agent in queryset)
         self.message_user(request, f"Unblocked {done} agents.")
