@@ -68,8 +68,8 @@ def exception_handler(exc, context):
 
 def in_use_detail(exc: ProtectedError) -> str:
     """Name up to 10 of what still refers to the object, so the operator knows where to look."""
-    blockers = list(exc.protected_objects)
-    named = ", ".join(f"{type(obj)._meta.verbose_name} {obj}" for obj in blockers[:10])
+    blockers = sorted(f"{type(obj)._meta.verbose_name} {obj}" for obj in exc.protected_objects)
+    named = ", ".join(blockers[:10])
     more = f" and {len(blockers) - 10} more" if len(blockers) > 10 else ""
     return f"{ErrorCode.IN_USE.message} Still used by: {named}{more}."
 
