@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.catalog",
     "apps.engine",
+    "apps.flows",
     "apps.scheduling",
     "apps.console",
     "apps.spreadsheet",

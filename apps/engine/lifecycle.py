@@ -25,7 +25,7 @@ from django_q.tasks import async_task
 from apps.agents.models import Agent, AgentStatus
 from apps.catalog.models import Application, Concurrency, JobDefinition
 from apps.engine.models import ACTIVE, PENDING, Execution, Status, Trigger
-from apps.engine.signals import execution_failed
+from apps.engine.signals import execution_ended, execution_failed
 from apps.errors import BatchError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,8 @@ def claim(execution_id: int, agent_id: int | None) -> Execution | None:
 
 def _hold_back_reason(execution: Execution, agent: Agent | None, now) -> str:
     """Why this execution may not start now; empty when it may."""
+    if execution.awaits_flow:
+        return execution.waiting_reason or "waiting for its flow"
     if execution.not_before and execution.not_before > now:
         return f"retry not before {execution.not_before:%Y-%m-%d %H:%M:%S %Z}"
     if agent is not None and agent.status == AgentStatus.BLOCKED:
@@ -158,13 +160,15 @@ def finish(
         for field, value in {"status": status, **fields}.items():
             setattr(execution, field, value)
         final_failure = status == Status.ERROR
-        if final_failure and retry and execution.attempt <= execution.job.max_retries:
+        retried = final_failure and retry and execution.attempt <= execution.job.max_retries
+        if retried:
             _schedule_retry(execution)
             final_failure = False
         if final_failure:
             transaction.on_commit(lambda: execution_failed.send(sender=Execution, execution=execution))
         if status == Status.COMPLETED and execution.started_at:
             _count_completed(execution)
+        execution_ended.send(sender=Execution, execution=execution, retried=retried)
         _wake_waiting(execution)
     log.info("execution %s of %s ended %s %s", execution.pk, execution.job.name, status, error)
     return True
@@ -192,6 +196,7 @@ def _schedule_retry(failed: Execution) -> Execution:
         attempt=failed.attempt + 1,
         retry_of=failed,
         restart_of=failed.restart_of,
+        flow_run_id=failed.flow_run_id,
         not_before=not_before,
         next_check_at=not_before,
         waiting_reason=f"retry {failed.attempt} of {failed.job.max_retries} after {delay}s",

@@ -105,6 +105,14 @@ class Execution(models.Model):
     poll_failures = models.PositiveIntegerField(default=0)
     kill_requested_by = models.CharField(max_length=150, blank=True)
 
+    # Flow runs (SPEC §2a, apps/flows): the run it belongs to; whether the flow still holds it back
+    # (its process's predecessors, or the jobs before it in its process, are not done); and why the
+    # flow counts a failed execution as done (skipped on error, or by an operator) while it keeps ERROR.
+    flow_run = models.ForeignKey("flows.FlowRun", on_delete=models.CASCADE, null=True, blank=True,
+                                 related_name="executions")
+    awaits_flow = models.BooleanField(default=False)
+    skipped_in_flow = models.CharField(max_length=150, blank=True)
+
     objects = ExecutionQuerySet.as_manager()
 
     class Meta:
@@ -122,6 +130,7 @@ class Execution(models.Model):
             models.Index(fields=["job", "-created_at"], name="execution_job_recent"),
             models.Index(fields=["application", "status"], name="execution_app_status"),
             models.Index(fields=["agent", "status"], name="execution_agent_status"),
+            models.Index(fields=["flow_run", "job"], name="execution_run_job"),
         ]
         constraints = [
             # Race-proof concurrency=forbid: the database admits one active execution per job.

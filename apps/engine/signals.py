@@ -2,3 +2,7 @@ from django.dispatch import Signal
 
 # Sent once per failure chain: when an execution ends in ERROR and no retry follows.
 execution_failed = Signal()
+
+# Sent when an execution ends (COMPLETED, ERROR, SKIPPED), inside the transaction that ends it, with
+# `execution` and `retried` (a retry follows): the flow step moves its run in that same transaction.
+execution_ended = Signal()
