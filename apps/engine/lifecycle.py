@@ -39,7 +39,7 @@ def setting(name: str):
 
 def create(job: JobDefinition, **fields) -> Execution:
     """Insert an execution of `job`; a forbid job's unique index refuses a second active one."""
-    exclusive = job.concurrency == Concurrency.FORBID
+    exclusive = fields.pop("exclusive", job.concurrency == Concurrency.FORBID)
     try:
         # Only a forbid job's unique index can refuse the row; no savepoint is needed otherwise.
         with transaction.atomic() if exclusive else nullcontext():
@@ -109,6 +109,8 @@ def claim(execution_id: int, agent_id: int | None) -> Execution | None:
         # the recheck is only the safety net, so it need not hammer the queue.
         recheck = (execution.not_before if execution.not_before and execution.not_before > now
                    else now + timedelta(seconds=setting("WAIT_RECHECK_SECONDS")))
+        if execution.awaits_flow:
+            recheck = None  # its flow hands it out when what it follows is done
         Execution.objects.filter(pk=execution_id).move(Status.WAITING, waiting_reason=reason[:300], next_check_at=recheck)
         return None
 
@@ -197,6 +199,7 @@ def _schedule_retry(failed: Execution) -> Execution:
         retry_of=failed,
         restart_of=failed.restart_of,
         flow_run_id=failed.flow_run_id,
+        exclusive=failed.exclusive,
         not_before=not_before,
         next_check_at=not_before,
         waiting_reason=f"retry {failed.attempt} of {failed.job.max_retries} after {delay}s",
@@ -210,7 +213,7 @@ def _wake_waiting(ended: Execution) -> None:
     if ended.lock_group:
         related |= Q(lock_group=ended.lock_group)
     waiting = list(
-        Execution.objects.filter(related, status=Status.WAITING)
+        Execution.objects.filter(related, status=Status.WAITING, awaits_flow=False)  # its flow hands those out
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
         .order_by("created_at")
         .values_list("pk", flat=True)[:20]

@@ -150,6 +150,15 @@ class Execution(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.job_id and self.job.name} {self.status}"
 
+    def batch_context(self) -> dict[str, str]:
+        """What a job of a flow run is told of its run: BATCH_BUSINESS_DATE, BATCH_FLOW, BATCH_PROCESS
+        and BATCH_CYCLE (EXEC jobs as environment variables, PYTHON tasks in their values)."""
+        if not self.flow_run_id:
+            return {}
+        run, job = self.flow_run, self.job
+        return {"BATCH_BUSINESS_DATE": run.business_date.isoformat(), "BATCH_FLOW": run.flow.name,
+                "BATCH_PROCESS": job.process.name if job.process_id else "", "BATCH_CYCLE": run.cycle or "Adhoc"}
+
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE

@@ -17,6 +17,7 @@ from apps.catalog.models import Concurrency, JobDefinition, JobKind, JobType
 from apps.connectors.client import CheckResult
 from apps.engine import kinds, lifecycle
 from apps.engine.models import PENDING, Execution, Status, Trigger
+from apps.engine.signals import execution_changed
 from apps.errors import BatchError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,13 @@ def trigger(
             trigger=trigger,
             triggered_by=triggered_by,
             restart_of=restart_of,
+            # A restart in a flow run stays in that run, which continues from it.
+            flow_run_id=restart_of.flow_run_id if restart_of else None,
             next_check_at=timezone.now() + timedelta(seconds=lifecycle.setting("DISPATCH_LEASE_SECONDS")),
         )
         transaction.on_commit(lambda: lifecycle.hand_out([execution.pk]))
+        if execution.flow_run_id:
+            execution_changed.send(sender=Execution, execution=execution)
         if trigger in OPERATOR_TRIGGERS:
             audit.record(triggered_by, "trigger" if trigger != Trigger.RESTART else "restart", job,
                          f"execution #{execution.pk}" + (f", restart of #{restart_of.pk}" if restart_of else ""))
@@ -137,13 +142,32 @@ def release(execution: Execution, *, by: str) -> Execution:
 
 
 def skip(execution: Execution, *, by: str) -> Execution:
-    """LOADED, WAITING or HELD → SKIPPED: it will not run; whatever waits for it goes on."""
+    """LOADED, WAITING or HELD → SKIPPED: it will not run; whatever waits for it goes on.
+
+    The failed execution of a flow run's job is skipped in its run: the run counts the job as done
+    and shows it SKIPPED ("skipped by <who>"), while the execution keeps its ERROR (SPEC §2a)."""
+    if execution.status == Status.ERROR and execution.flow_run_id:
+        return _skip_in_flow(execution, by)
     with transaction.atomic():
         if execution.status not in (*PENDING, Status.HELD) or not lifecycle.finish(
                 execution, Status.SKIPPED, error=f"skipped by {by}", retry=False):
             raise _not_allowed(execution, "skipped", "LOADED, WAITING or HELD")
         audit.record(by, "skip", execution)
     execution.refresh_from_db()
+    return execution
+
+
+def _skip_in_flow(execution: Execution, by: str) -> Execution:
+    with transaction.atomic():
+        latest = not Execution.objects.filter(flow_run_id=execution.flow_run_id, job_id=execution.job_id,
+                                              pk__gt=execution.pk).exists()
+        if not latest or not Execution.objects.filter(pk=execution.pk, status=Status.ERROR, skipped_in_flow="").update(
+                skipped_in_flow=f"skipped by {by}"[:150]):
+            raise BatchError(ErrorCode.NOT_ALLOWED, f"Execution {execution.pk} is not the failure its flow run waits "
+                                                    f"on (it was restarted, retried or skipped already).")
+        execution.refresh_from_db()
+        audit.record(by, "skip", execution, "skipped in its flow run")
+        execution_changed.send(sender=Execution, execution=execution)
     return execution
 
 

@@ -59,6 +59,7 @@ def environment(execution: Execution, job: JobDefinition) -> dict[str, str]:
         BATCH_AGENT_EXECUTION_ID=str(execution.agent_execution_id),
         BATCH_EXTRA=job.extra,
     )
+    env.update(execution.batch_context())
     return env
 
 

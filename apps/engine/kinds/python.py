@@ -27,7 +27,7 @@ class PythonKind(SupervisedKind):
 
     def run(self, execution: Execution, job: JobDefinition, log: BoundedLog) -> Outcome:
         task = registry[job.command]
-        values = params.parse(execution.parameters)
+        values = {**params.parse(execution.parameters), **execution.batch_context()}
         result: dict[str, object] = {}
         finished = threading.Event()
 

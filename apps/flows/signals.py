@@ -1,0 +1,4 @@
+from django.dispatch import Signal
+
+# Sent after commit when a run reaches COMPLETED or ERROR (nothing more can run, or killed), with `run`.
+flow_run_finished = Signal()
