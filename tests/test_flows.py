@@ -223,3 +223,24 @@ def test_a_flow_without_jobs_cannot_run(app):
     with pytest.raises(BatchError) as refused:
         flows.start_run(flow)
     assert refused.value.code == "NOT_ALLOWED"
+
+
+def test_a_schedule_of_a_flow_starts_a_run_and_a_fire_that_meets_an_open_run_is_skipped(diamond, handed_out):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.scheduling import services as scheduling
+    from apps.scheduling.models import FiredSlot, Outcome, Schedule
+
+    schedule = Schedule.objects.create(flow=diamond, kind="interval", interval_seconds=60)
+    first = schedule.next_fire_at
+    assert scheduling.fire_due(first + timedelta(seconds=1)) == 1
+    run = FlowRun.objects.get()
+    assert (run.trigger, run.triggered_by, run.business_date) == (Trigger.SCHEDULE, f"schedule {schedule.pk}",
+                                                                  timezone.localdate())
+    assert FiredSlot.objects.get(slot=first).flow_run == run
+    assert scheduling.fire_due(first + timedelta(seconds=61)) == 1
+    skipped = FiredSlot.objects.get(slot=first + timedelta(seconds=60))
+    assert skipped.outcome == Outcome.SKIPPED and skipped.reason.startswith("FLOW_ALREADY_RUNNING")
+    assert FlowRun.objects.count() == 1

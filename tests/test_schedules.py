@@ -54,11 +54,15 @@ def test_it_rejects_a_schedule_that_cannot_work_with_a_message_naming_the_field(
     assert message in " ".join(refused.value.message_dict[field])
 
 
-def test_it_refuses_flow_targets_until_flows_can_run(app):
-    schedule = Schedule(flow=Flow.objects.create(application=app, name="F"), kind=Kind.CRON, cron="@daily")
+def test_a_schedule_has_exactly_one_target(app, job):
+    flow = Flow.objects.create(application=app, name="F")
+    Schedule(flow=flow, kind=Kind.CRON, cron="@daily").full_clean()
     with pytest.raises(ValidationError) as refused:
-        schedule.full_clean()
+        Schedule(flow=flow, job=job, kind=Kind.CRON, cron="@daily").full_clean()
     assert "flow" in refused.value.message_dict
+    with pytest.raises(ValidationError) as refused:
+        Schedule(kind=Kind.CRON, cron="@daily").full_clean()
+    assert "job" in refused.value.message_dict
 
 
 def test_it_computes_the_next_five_fire_times_in_the_schedules_zone(job):

@@ -227,13 +227,13 @@ def test_it_reports_a_one_time_schedule_in_the_past():
     ]
 
 
-def test_it_refuses_a_flow_schedule_for_now():
+def test_it_loads_a_flow_schedule():
     sheets = Sheets.base()
-    row = sheets.append("Schedules", Flow="Nightly", Application="RMS", Kind="cron", Cron="0 1 * * *")
-    assert problems(sheets.xlsx()) == [
-        f'Sheet "Schedules", row {row}, column "Flow", value "Nightly": Flow schedules are not available yet: '
-        f'schedule a job.',
-    ]
+    sheets.append("Schedules", Flow="Nightly", Application="RMS", Kind="cron", Cron="0 1 * * *")
+    plan = loader.load(sheets.xlsx())
+    assert plan.applied, plan.problems
+    schedule = Schedule.objects.get(flow__name="Nightly")
+    assert (schedule.job, schedule.flow.application.name, schedule.cron) == (None, "RMS", "0 1 * * *")
 
 
 def test_it_reports_a_schedule_of_an_unknown_job():

@@ -1,4 +1,4 @@
-"""Schedules of jobs (and, with the flow work, flows): SPEC §4. The maths lives in timing.py;
+"""Schedules of jobs and of flows: SPEC §4. The maths lives in timing.py;
 the rules that belong to one schedule live here; firing is services.py."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def next_fire_of_job(job=OuterRef("pk")) -> Subquery:
 
 
 class Schedule(models.Model):
-    # Exactly one target: a job now, a whole flow with the flow work.
+    # Exactly one target: a job (a fire triggers it) or a flow (a fire starts a run).
     job = models.ForeignKey(
         "catalog.JobDefinition", on_delete=models.CASCADE, null=True, blank=True, related_name="schedules"
     )
@@ -87,10 +87,10 @@ class Schedule(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if self.flow_id and not self.job_id:
-            errors["flow"] = "Flow schedules are not available yet: schedule a job."
         if not self.job_id and not self.flow_id:
-            errors["job"] = "A schedule needs a job."
+            errors["job"] = "A schedule needs a job or a flow."
+        if self.job_id and self.flow_id:
+            errors["flow"] = "A schedule has one target: a job or a flow, not both."
         if self.kind == Kind.CRON:
             try:
                 timing.validate_cron(self.cron, self.timezone if self._zone_ok() else "UTC")
@@ -206,6 +206,8 @@ class FiredSlot(models.Model):
     outcome = models.CharField(max_length=8, choices=Outcome.choices)
     execution = models.ForeignKey("engine.Execution", on_delete=models.SET_NULL, null=True, blank=True,
                                   related_name="fired_slots")
+    flow_run = models.ForeignKey("flows.FlowRun", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="fired_slots")
     reason = models.CharField(max_length=300, blank=True)
 
     class Meta:

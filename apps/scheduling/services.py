@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from apps import audit
 from apps.engine import services as engine
+from apps.flows import services as flows
 from apps.errors import BatchError
 from apps.engine.models import Trigger
 from apps.scheduling import timing
@@ -39,7 +40,7 @@ def fire_due(now: datetime | None = None, limit: int = 200) -> int:
     with transaction.atomic():
         due = list(
             Schedule.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("job__application")
+            .select_related("job__application", "flow")
             .filter(active=True, next_fire_at__lte=now)
             .order_by("next_fire_at")[:limit]
         )
@@ -126,14 +127,18 @@ def _fire_slot(schedule: Schedule, slot: datetime) -> int:
                                               outcome=Outcome.FIRED)
     except IntegrityError:
         return 0  # this slot was fired already
+    by = f"schedule {schedule.pk}"
     try:
-        execution = engine.trigger(schedule.job, trigger=Trigger.SCHEDULE, triggered_by=f"schedule {schedule.pk}")
+        if schedule.flow_id:
+            fired = {"flow_run": flows.start_run(schedule.flow, trigger=Trigger.SCHEDULE, triggered_by=by)}
+        else:
+            fired = {"execution": engine.trigger(schedule.job, trigger=Trigger.SCHEDULE, triggered_by=by)}
     except BatchError as exc:
-        # A forbid job still running, a disabled job: recorded with its reason, never dropped.
+        # A forbid job still running, a flow's open run, a disabled job: recorded with its reason, never dropped.
         FiredSlot.objects.filter(pk=ledger.pk).update(outcome=Outcome.SKIPPED, reason=f"{exc.code}: {exc.message}"[:300])
         log.info("schedule %s slot %s skipped: %s", schedule.pk, slot, exc.message)
         return 1
-    FiredSlot.objects.filter(pk=ledger.pk).update(execution=execution)
+    FiredSlot.objects.filter(pk=ledger.pk).update(**fired)
     return 1
 
 

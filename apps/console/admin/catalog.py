@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from apps.catalog.dependencies import check_no_cycle
 from apps.catalog.models import (
     BUILTIN_KINDS,
     Application,
@@ -65,8 +66,25 @@ class FlowAdmin(BatchModelAdmin):
     inlines = [ProcessInline]
 
 
+class ProcessForm(forms.ModelForm):
+    class Meta:
+        model = Process
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("flow") and "predecessors" in cleaned:
+            self.instance.flow = cleaned["flow"]
+            try:
+                check_no_cycle(self.instance, cleaned["predecessors"])
+            except ValidationError as exc:
+                self.add_error("predecessors", exc)
+        return cleaned
+
+
 @admin.register(Process)
 class ProcessAdmin(BatchModelAdmin):
+    form = ProcessForm
     list_display = ["name", "flow", "description"]
     list_filter = ["flow__application", "flow"]
     search_fields = ["name", "flow__name"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from apps.catalog.dependencies import waits_for_path
 from apps.spreadsheet import cells
 from apps.spreadsheet.layout import DEPENDENCIES
 from apps.spreadsheet.planning.context import Link, PlanContext, ProcessKey, SheetPlanner
@@ -82,27 +83,9 @@ class DependenciesPlanner(SheetPlanner):
         for process, predecessor in self.links:
             waits_for[process].add(predecessor)
         for process, predecessor, plan, row in reversed(self.added):  # blame the row that closes the cycle
-            path = _path(waits_for, predecessor, process)
+            path = waits_for_path(waits_for, predecessor, process)
             if path is not None:
                 names = " → ".join(key[2] for key in [process, *path])
                 self.error(plan, row, "predecessor",
                            f"Dependency cycle in flow {process[1]}: {names} (each waits for the next).")
                 waits_for[process].discard(predecessor)  # report each cycle once
-
-
-def _path(waits_for: dict, start, goal) -> list | None:
-    """The processes from `start` to `goal` following waits-for links (depth first), or None."""
-    stack, parents = [start], {start: None}
-    while stack:
-        node = stack.pop()
-        if node == goal:
-            path = []
-            while node is not None:
-                path.append(node)
-                node = parents[node]
-            return path[::-1]
-        for nxt in sorted(waits_for.get(node, ())):
-            if nxt not in parents:
-                parents[nxt] = node
-                stack.append(nxt)
-    return None

@@ -1,0 +1,116 @@
+"""A flow's processes as a graph, for the API and the console: each process with its predecessors,
+its jobs in sequence order (in a run: each job's latest execution and the status the run shows),
+and a layered layout by topological depth for the SVG drawing (DESIGN.md: enough for the tens to
+a hundred processes operators write). A few queries, whatever the size of the flow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from apps.catalog.models import Flow, JobDefinition, Process
+from apps.engine.models import Execution, Status
+from apps.flows.models import FlowRun
+
+NODE_WIDTH, NODE_HEIGHT, GAP_X, GAP_Y, MARGIN = 170, 46, 60, 18, 10
+
+
+@dataclass
+class JobNode:
+    job: str
+    sequence: int
+    execution: Execution | None = None
+
+    @property
+    def status(self) -> str:
+        """What the run shows: SKIPPED for a failure its run counts as done (the execution keeps ERROR)."""
+        if self.execution is None:
+            return ""
+        return Status.SKIPPED if self.execution.skipped_in_flow else self.execution.status
+
+
+@dataclass
+class ProcessNode:
+    pk: int
+    name: str
+    predecessors: list[str]
+    jobs: list[JobNode] = field(default_factory=list)
+    layer: int = 0
+    row: int = 0
+
+    @property
+    def status(self) -> str:
+        shown = {job.status for job in self.jobs}
+        if not shown or shown == {""}:
+            return ""
+        for status in (Status.ERROR, Status.RUNNING, Status.HELD):
+            if status in shown:
+                return status
+        if shown <= {Status.COMPLETED, Status.SKIPPED}:
+            return Status.SKIPPED if shown == {Status.SKIPPED} else Status.COMPLETED
+        return Status.WAITING
+
+    @property
+    def x(self) -> int:
+        return MARGIN + self.layer * (NODE_WIDTH + GAP_X)
+
+    @property
+    def y(self) -> int:
+        return MARGIN + self.row * (NODE_HEIGHT + GAP_Y)
+
+
+@dataclass
+class Graph:
+    processes: list[ProcessNode]
+
+    @property
+    def width(self) -> int:
+        return 2 * MARGIN + (max((p.layer for p in self.processes), default=0) + 1) * (NODE_WIDTH + GAP_X) - GAP_X
+
+    @property
+    def height(self) -> int:
+        return 2 * MARGIN + (max((p.row for p in self.processes), default=0) + 1) * (NODE_HEIGHT + GAP_Y) - GAP_Y
+
+    def edges(self) -> list[tuple[int, int, int, int]]:
+        """(x1, y1, x2, y2) from each predecessor's right side to its successor's left side."""
+        by_name = {p.name: p for p in self.processes}
+        return [(by_name[name].x + NODE_WIDTH, by_name[name].y + NODE_HEIGHT // 2, p.x, p.y + NODE_HEIGHT // 2)
+                for p in self.processes for name in p.predecessors if name in by_name]
+
+
+def flow_graph(flow: Flow, run: FlowRun | None = None) -> Graph:
+    """The flow's definition as a graph; with `run`, each job carries its latest execution in it."""
+    processes = {p.pk: ProcessNode(p.pk, p.name, []) for p in Process.objects.filter(flow=flow).order_by("name")}
+    for process, predecessor in Process.predecessors.through.objects.filter(
+            from_process__flow=flow).values_list("from_process_id", "to_process__name"):
+        processes[process].predecessors.append(predecessor)
+    latest = {}
+    if run is not None:
+        from apps.flows.services import latest_executions  # the one reading of "latest" in a run
+
+        latest = {e.job_id: e for e in latest_executions(run).select_related("job")}
+    for job in JobDefinition.objects.filter(process__flow=flow).order_by("sequence", "name").values(
+            "pk", "name", "sequence", "process_id"):
+        processes[job["process_id"]].jobs.append(JobNode(job["name"], job["sequence"], latest.get(job["pk"])))
+    graph = Graph(sorted(processes.values(), key=lambda p: p.name))
+    _lay_out(graph)
+    return graph
+
+
+def _lay_out(graph: Graph) -> None:
+    """Layer = the longest chain of predecessors before a process; rows in name order within a layer."""
+    by_name = {p.name: p for p in graph.processes}
+    depth: dict[str, int] = {}
+
+    def layer_of(name: str, seen: frozenset = frozenset()) -> int:
+        if name not in depth:
+            if name in seen:  # a cycle (refused when written; drawn flat rather than looping here)
+                return 0
+            before = [layer_of(p, seen | {name}) + 1 for p in by_name[name].predecessors if p in by_name]
+            depth[name] = max(before, default=0)
+        return depth[name]
+
+    rows: dict[int, int] = {}
+    for process in graph.processes:
+        process.layer = layer_of(process.name)
+        process.row = rows.get(process.layer, 0)
+        rows[process.layer] = process.row + 1
