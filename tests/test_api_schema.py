@@ -33,8 +33,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from apps.agents.models import Agent, AgentKind
-from apps.catalog.models import Concurrency, JobType
+from apps.catalog.models import Concurrency, Flow, JobType, Process
 from apps.engine.models import Execution, Status
+from apps.flows import services as flows
 from apps.scheduling.models import Schedule
 
 EXAMPLES = 12  # per operation and generation mode, on the fixtures' paths
@@ -59,6 +60,9 @@ def world(make_job, administrator) -> dict[str, dict]:
                              started_at=timezone.now() - timedelta(seconds=5))
     agent = Agent.objects.create(name="cluster@host", kind=AgentKind.CLUSTER, host="host", pid=1,
                                  last_heartbeat=timezone.now())
+    flow = Flow.objects.create(application=job.application, name="Nightly", cycle="Nightly")
+    make_job("load_stock", process=Process.objects.create(flow=flow, name="Load"))
+    run = flows.start_run(flow)
     return {
         "auth": {"Authorization": f"Token {Token.objects.create(user=administrator).key}"},
         "/api/v1/apps/": {"name": job.application.name},
@@ -68,6 +72,8 @@ def world(make_job, administrator) -> dict[str, dict]:
         "/api/v1/schedules/": {"id": schedule.pk},
         "/api/v1/executions/": {"id": failed.pk},
         "/api/v1/agents/": {"instance_id": str(agent.instance_id)},
+        "/api/v1/flows/": {"key": f"{job.application.name}/{flow.name}"},
+        "/api/v1/flow-runs/": {"id": run.pk},
     }
 
 

@@ -15,8 +15,17 @@ from rest_framework import serializers
 
 from apps.agents.models import Agent
 from apps.catalog import validators
-from apps.catalog.models import Application, JobDefinition, JobKind, JobType, Process
+from apps.catalog.models import (
+    Application,
+    Flow,
+    JobDefinition,
+    JobKind,
+    JobType,
+    Process,
+)
 from apps.engine.models import Execution, Status
+from apps.flows.graph import flow_graph
+from apps.flows.models import FlowRun
 from apps.scheduling import timing
 from apps.scheduling.models import Schedule
 
@@ -99,6 +108,7 @@ class JobTypeSerializer(ModelCleanMixin, PortableIntegers, serializers.ModelSeri
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
+    flow_run = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     job = serializers.SlugRelatedField(slug_field="name", read_only=True)
     application = serializers.SlugRelatedField(slug_field="name", read_only=True)
     agent = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
@@ -111,7 +121,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
         fields = ["id", "agent_execution_id", "job", "application", "status", "trigger", "triggered_by",
                   "parameters", "attempt", "restart_of", "retry_of", "external_execution_id", "execution_info",
                   "exit_code", "warning", "error", "waiting_reason", "created_at", "started_at", "finished_at",
-                  "agent", "long_running", "log_bytes"]
+                  "agent", "long_running", "log_bytes", "flow_run", "skipped_in_flow"]
         read_only_fields = fields
 
 
@@ -121,19 +131,23 @@ class TriggerSerializer(serializers.Serializer):
 
 
 class ScheduleSerializer(ModelCleanMixin, PortableIntegers, serializers.ModelSerializer):
-    job = ByName(queryset=JobDefinition.objects.all())
+    job = ByName(queryset=JobDefinition.objects.all(), required=False, allow_null=True,
+                 help_text="The job it triggers; null for a flow's schedule.")
+    flow = serializers.SerializerMethodField(help_text="The flow it starts runs of, as application/flow; null for a job's.")
     timezone = serializers.CharField(max_length=64, required=False, validators=[validators.timezone_name],
                                      help_text="IANA name; the installation's zone when left out.")
     next_fire_times = serializers.SerializerMethodField()
 
     class Meta:
         model = Schedule
-        fields = ["id", "job", "kind", "cron", "interval_seconds", "start_at", "end_at", "repeats", "timezone",
+        fields = ["id", "job", "flow", "kind", "cron", "interval_seconds", "start_at", "end_at", "repeats", "timezone",
                   "misfire", "active", "extra", "next_fire_at", "last_fired_at", "fire_count", "inactive_reason",
                   "next_fire_times"]
         read_only_fields = ["next_fire_at", "last_fired_at", "fire_count", "inactive_reason"]
 
     def clean_candidate(self, schedule: Schedule) -> None:
+        if self.context.get("flow") is not None:  # created under /flows/<app>/<flow>/schedules
+            schedule.flow = self.context["flow"]
         super().clean_candidate(schedule)
         try:
             timing.upcoming(schedule.timing(), timezone.now(), 5)
@@ -142,6 +156,10 @@ class ScheduleSerializer(ModelCleanMixin, PortableIntegers, serializers.ModelSer
             # centuries): "date value out of range", "year 10000 is out of range".
             raise DjangoValidationError({"start_at": f"This schedule's next fire times cannot be computed ({exc}): "
                                                      "check start_at, end_at and interval_seconds."}) from None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_flow(self, schedule: Schedule) -> str | None:
+        return str(schedule.flow) if schedule.flow_id else None
 
     @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
     def get_next_fire_times(self, schedule: Schedule) -> list[str]:
@@ -268,3 +286,56 @@ class ConfigureSerializer(serializers.Serializer):
             raise serializers.ValidationError(f"Not a job type name: {', '.join(repr(n[:64]) for n in unknown)}.")
         return job_types
 
+
+
+class FlowSerializer(serializers.ModelSerializer):
+    application = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Flow
+        fields = ["application", "name", "cycle", "description"]
+
+
+class FlowDetailSerializer(FlowSerializer):
+    processes = serializers.SerializerMethodField()
+
+    class Meta(FlowSerializer.Meta):
+        fields = FlowSerializer.Meta.fields + ["processes"]
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_processes(self, flow: Flow) -> list[dict]:
+        return [{"name": p.name, "predecessors": sorted(p.predecessors),
+                 "jobs": [{"job": j.job, "sequence": j.sequence} for j in p.jobs]}
+                for p in flow_graph(flow).processes]
+
+
+class FlowRunSerializer(serializers.ModelSerializer):
+    flow = serializers.CharField(source="flow.name", read_only=True)
+    application = serializers.CharField(source="flow.application.name", read_only=True)
+
+    class Meta:
+        model = FlowRun
+        fields = ["id", "application", "flow", "cycle", "business_date", "status", "held", "trigger", "triggered_by",
+                  "parameters", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class FlowRunDetailSerializer(FlowRunSerializer):
+    processes = serializers.SerializerMethodField()
+
+    class Meta(FlowRunSerializer.Meta):
+        fields = FlowRunSerializer.Meta.fields + ["processes"]
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_processes(self, run: FlowRun) -> list[dict]:
+        """SPEC §5.2: each process with its status, predecessors and jobs (each job's latest execution)."""
+        return [{"name": p.name, "status": p.status, "predecessors": sorted(p.predecessors),
+                 "jobs": [{"job": j.job, "sequence": j.sequence, "status": j.status,
+                           "execution": j.execution.pk if j.execution else None} for j in p.jobs]}
+                for p in flow_graph(run.flow, run).processes]
+
+
+class StartRunSerializer(serializers.Serializer):
+    business_date = serializers.DateField(required=False, help_text="YYYY-MM-DD; today in TIME_ZONE when left out.")
+    parameters = serializers.CharField(required=False, allow_blank=True, default="",
+                                       help_text="key=value||key1=value1, overriding the jobs' defaults key by key.")

@@ -21,6 +21,8 @@ router.register("jobs", views.JobViewSet, basename="job")
 router.register("schedules", views.ScheduleViewSet, basename="schedule")
 router.register("executions", views.ExecutionViewSet, basename="execution")
 router.register("agents", views.AgentViewSet, basename="agent")
+router.register("flows", views.FlowViewSet, basename="flow")
+router.register("flow-runs", views.FlowRunViewSet, basename="flowrun")
 
 urlpatterns = [
     path("v1/backgroundtasks", backgroundtasks.BackgroundTaskList.as_view(), name="backgroundtasks"),

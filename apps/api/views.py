@@ -9,7 +9,7 @@ from datetime import UTC
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
+from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiTypes,
@@ -19,7 +19,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -30,11 +30,13 @@ from apps.api.errors import ErrorSerializer
 from apps.api.permissions import BatchPermission
 from apps.api.schema import ControlApiSchema
 from apps.catalog import services as catalog
-from apps.catalog.models import Application, JobDefinition, JobType
+from apps.catalog.models import Application, Flow, JobDefinition, JobType
 from apps.console.health import health_report
 from apps.engine import services as engine
 from apps.engine.models import Execution, Status, Trigger
 from apps.errors import BatchError, ErrorCode
+from apps.flows import services as flows
+from apps.flows.models import FlowRun, RunStatus
 from apps.scheduling import services as scheduling
 from apps.scheduling import timing
 from apps.scheduling.models import Schedule, next_fire_of_job
@@ -76,6 +78,16 @@ def one_of(value: str | None, choices, name: str) -> str | None:
     if value not in choices:
         raise ValidationError({name: f"{value!r} is not one of {', '.join(choices)}."})
     return value
+
+
+def a_date(value: str, name: str):
+    try:
+        parsed = parse_date(value)
+    except ValueError:  # well formed but impossible: 2026-02-30
+        parsed = None
+    if parsed is None:
+        raise ValidationError({name: f"{value[:40]!r} is not a date such as 2026-12-01."})
+    return parsed
 
 
 def moment(value: str | None, name: str):
@@ -246,7 +258,9 @@ EXECUTION_FILTERS = [
 
 class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
     serializer_class = s.ExecutionSerializer
-    action_permissions = {"kill": "engine.kill_execution", "restart": "engine.restart_execution"}
+    action_permissions = {"kill": "engine.kill_execution", "restart": "engine.restart_execution",
+                          "hold": "engine.hold_execution", "release": "engine.release_execution",
+                          "skip": "engine.skip_execution"}
 
     def get_queryset(self):
         executions = Execution.objects.select_related("job", "application", "agent")
@@ -278,6 +292,21 @@ class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         execution = engine.restart(self.get_object(), by=self.username())
         return Response(s.ExecutionSerializer(execution).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=None, responses={200: s.ExecutionSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def hold(self, request, pk=None):
+        return Response(s.ExecutionSerializer(engine.hold(self.get_object(), by=self.username())).data)
+
+    @extend_schema(request=None, responses={200: s.ExecutionSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        return Response(s.ExecutionSerializer(engine.release(self.get_object(), by=self.username())).data)
+
+    @extend_schema(request=None, responses={200: s.ExecutionSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def skip(self, request, pk=None):
+        return Response(s.ExecutionSerializer(engine.skip(self.get_object(), by=self.username())).data)
+
     @extend_schema(
         parameters=[OpenApiParameter("offset", {"type": "integer", "minimum": 0},
                                      description="Byte offset to read from (past the end reads nothing).")],
@@ -300,6 +329,108 @@ class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModel
         data, next_offset = execution.log_since(requested)
         return Response({"offset": min(requested, next_offset), "next_offset": next_offset, "data": data,
                          "status": execution.status, "complete": not execution.is_active})
+
+
+FLOW_RUN_FILTERS = [
+    OpenApiParameter("flow", OpenApiTypes.STR, description="The flow's name (application/flow also works)."),
+    OpenApiParameter("status", OpenApiTypes.STR, enum=RunStatus.values),
+    OpenApiParameter("business_date", OpenApiTypes.DATE),
+]
+
+
+class FlowViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Flows by `<application>/<flow>`: their processes, runs and schedules."""
+
+    serializer_class = s.FlowSerializer
+    queryset = Flow.objects.select_related("application").order_by("application__name", "name")
+    lookup_url_kwarg = "key"
+    lookup_value_regex = r"[A-Za-z0-9_-]+/[^/]+"
+    action_permissions = {
+        "runs": {"GET": "flows.view_flowrun", "POST": "flows.add_flowrun"},
+        "schedules": {"GET": "scheduling.view_schedule", "POST": "scheduling.add_schedule"},
+    }
+
+    def get_object(self) -> Flow:
+        application, _, name = self.kwargs["key"].partition("/")
+        flow = self.queryset.filter(application__name=application, name=name).first()
+        if flow is None:
+            raise NotFound(f"No flow {name!r} in application {application!r}.")
+        self.check_object_permissions(self.request, flow)
+        return flow
+
+    def get_serializer_class(self):
+        return s.FlowDetailSerializer if self.action == "retrieve" else s.FlowSerializer
+
+    @extend_schema(methods=["GET"], responses=s.FlowRunSerializer(many=True))
+    @extend_schema(methods=["POST"], request=s.StartRunSerializer,
+                   responses={201: s.FlowRunDetailSerializer, 400: ErrorSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["get", "post"], serializer_class=s.FlowRunSerializer)
+    def runs(self, request, key=None):
+        flow = self.get_object()
+        if request.method == "GET":
+            return self._page(flow.runs.select_related("flow__application"), s.FlowRunSerializer)
+        body = s.StartRunSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = flows.start_run(flow, business_date=body.validated_data.get("business_date"),
+                              parameters=body.validated_data["parameters"], trigger=Trigger.API,
+                              triggered_by=self.username())
+        return Response(s.FlowRunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(methods=["GET"], responses=s.ScheduleSerializer(many=True))
+    @extend_schema(methods=["POST"], request=s.ScheduleSerializer, responses={201: s.ScheduleSerializer})
+    @action(detail=True, methods=["get", "post"], serializer_class=s.ScheduleSerializer)
+    def schedules(self, request, key=None):
+        flow = self.get_object()
+        if request.method == "GET":
+            return self._page(flow.schedules.select_related("flow__application").order_by("id"), s.ScheduleSerializer)
+        data = {**request.data, "job": None} if isinstance(request.data, dict) else request.data
+        body = s.ScheduleSerializer(data=data, context={"flow": flow})
+        body.is_valid(raise_exception=True)
+        schedule = scheduling.reschedule(Schedule(**body.validated_data, flow=flow))
+        return Response(s.ScheduleSerializer(schedule).data, status=status.HTTP_201_CREATED)
+
+    def _page(self, queryset, serializer):
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer(page, many=True).data)
+
+
+class FlowRunViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = s.FlowRunSerializer
+    action_permissions = {"hold": "flows.hold_flowrun", "release": "flows.hold_flowrun", "kill": "flows.kill_flowrun"}
+
+    def get_queryset(self):
+        runs = FlowRun.objects.select_related("flow__application")
+        params = self.request.query_params
+        if flow := text(params, "flow"):
+            application, _, name = flow.rpartition("/")
+            runs = runs.filter(flow__name=name, **({"flow__application__name": application} if application else {}))
+        if one_of(params.get("status"), RunStatus.values, "status"):
+            runs = runs.filter(status=params["status"])
+        if day := params.get("business_date"):
+            runs = runs.filter(business_date=a_date(day, "business_date"))
+        return runs
+
+    def get_serializer_class(self):
+        return s.FlowRunDetailSerializer if self.action == "retrieve" else s.FlowRunSerializer
+
+    @extend_schema(parameters=FLOW_RUN_FILTERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses={200: s.FlowRunDetailSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def hold(self, request, pk=None):
+        return Response(s.FlowRunDetailSerializer(flows.hold(self.get_object(), by=self.username())).data)
+
+    @extend_schema(request=None, responses={200: s.FlowRunDetailSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        return Response(s.FlowRunDetailSerializer(flows.release(self.get_object(), by=self.username())).data)
+
+    @extend_schema(request=None, responses={200: s.FlowRunDetailSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def kill(self, request, pk=None):
+        return Response(s.FlowRunDetailSerializer(flows.kill(self.get_object(), by=self.username())).data)
 
 
 class AgentViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
