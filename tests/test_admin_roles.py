@@ -688,3 +688,11 @@ def test_it_applies_the_role_matrix_to_every_action(world, cast, viewer, adminis
         target.refresh_from_db()
     assert rule.done(target, world), f"administrator: {action} on {target} did not do its work: {notes(done)}"
 
+
+def test_it_leaves_blocking_an_agent_to_the_block_action(world, cast):
+    """The agent's change form has no `blocked` of its own: blocking asks agents.block_agent and
+    moves the status with the flag (apps.agents.services.set_blocked)."""
+    url = reverse("admin:agents_agent_change", args=[world.ready.pk])
+    ask(cast["administrator"], "administrator", "POST", url, 302, {"blocked": "on", "_save": "Save"})
+    world.ready.refresh_from_db()
+    assert (world.ready.status, world.ready.blocked) == (AgentStatus.READY, False)
