@@ -16,8 +16,10 @@ class AgentAdmin(BatchModelAdmin):
     list_display = ["name", "kind", "status", "host", "pid", "last_heartbeat", "running", "cpu_cores", "os_name"]
     list_filter = ["status", "kind", "host"]
     search_fields = ["name", "host", "=instance_id"]
+    # Everything, `blocked` included: blocking is the block action's (agents.block_agent), which
+    # moves the status too; the form would set the flag alone and leave the agent READY.
     readonly_fields = ["instance_id", "name", "kind", "host", "pid", "os_name", "os_version", "cpu_arch",
-                       "cpu_cores", "stats", "status", "started_at", "last_heartbeat"]
+                       "cpu_cores", "stats", "status", "blocked", "started_at", "last_heartbeat"]
     actions = ["block", "unblock"]
 
     def get_queryset(self, request):
