@@ -23,6 +23,7 @@ import io
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Callable
 
 import pytest
@@ -42,10 +43,13 @@ from django_q.signing import SignedPackage
 from rest_framework.authtoken.models import Token
 
 from apps.agents.models import Agent, AgentKind, AgentStatus
+from apps.audit.models import AuditEntry
 from apps.catalog.models import Application, Flow, JobDefinition, JobType, Process
 from apps.catalog.roles import BATCH_APPS
 from apps.engine.models import Execution, Status, Trigger
 from apps.extsys.models import ExternalExecution
+from apps.flows import services as flows
+from apps.flows.models import FlowRun
 from apps.scheduling import services as scheduling
 from apps.scheduling.models import Schedule
 from apps.spreadsheet import exporter, loader
@@ -72,6 +76,8 @@ OUTSIDE = sorted(set(MODEL_ADMINS) - set(BATCH))
 CLOSED_BY_DESIGN = {
     "agents.agent": {"add"},  # agents register themselves
     "engine.execution": {"add", "change", "delete"},  # the record of what ran; kill/restart are actions
+    "flows.flowrun": {"add", "change", "delete"},  # started from its flow; moved by its executions and actions
+    "audit.auditentry": {"add", "change", "delete"},  # written by the services, never by hand
 }
 
 
@@ -140,14 +146,18 @@ class World:
     loaded: Execution
     running: Execution  # of the custom job, started on the external system
     failed: Execution
+    flow: Flow
+    run: FlowRun  # open, its one job waiting
+    held_run: FlowRun
     handed_out: list[int] = field(default_factory=list)
 
 
 @pytest.fixture
 def world(app, make_job, administrator, handed_out) -> World:
     spare_app = Application.objects.create(name="SPARE", enabled=False)
-    process = Process.objects.create(flow=Flow.objects.create(application=app, name="Nightly", cycle="Nightly"),
-                                     name="Close")
+    flow = Flow.objects.create(application=app, name="Nightly", cycle="Nightly")
+    Flow.objects.create(application=app, name="Spare")  # no runs: it may be deleted
+    process = Process.objects.create(flow=flow, name="Close")
     job_type = JobType(name="MOCKTYPE", url=EXTERNAL, start_path="/start", status_path="/status",
                        restart_path="/restart", kill_path="/kill", log_path="/log", check_path="/health",
                        token_url=TOKEN_URL, client_id="batchdesk")
@@ -173,8 +183,12 @@ def world(app, make_job, administrator, handed_out) -> World:
                                          agent=ready, external_execution_id="X-1", log="so far\n"),
         failed=Execution.objects.create(**execution, status=Status.ERROR, started_at=now, finished_at=now,
                                         error="exit code 1", log="boom\n"),
+        flow=flow,
+        run=flows.start_run(flow, business_date=date(2026, 12, 1), triggered_by="setup"),
+        held_run=flows.hold(flows.start_run(flow, business_date=date(2026, 12, 2), triggered_by="setup"), by="setup"),
         handed_out=handed_out,
     )
+    AuditEntry.objects.create(actor="setup", action="trigger", target_type="job definition", target="nightly")
     # Outside the batch roles: one row for each of the other admins.
     ExternalExecution.objects.create(cycle_name="Nightly", flow_name="Nightly", process_name="Close", duration=5,
                                      job_name="extract_sales", agent_execution_id="X-1", outcome="COMPLETED")
@@ -445,6 +459,43 @@ def logout(role: str, client: Client, world: World) -> None:
     to_login(client.get(reverse("admin:index")), role, "GET", "/admin/ after logging out")
 
 
+def start_run_page(role: str, client: Client, world: World) -> None:
+    url = reverse("admin:catalog_flow_start", args=[world.flow.pk])
+    ask(client, role, "GET", url, 405)
+    if role == "viewer":
+        with unchanged("a viewer's start of a run"):
+            ask(client, role, "POST", url, 403, {"business_date": "2026-12-24"})
+        return
+    response = ask(client, role, "POST", url, 302, {"business_date": "2026-12-24"})
+    run = FlowRun.objects.get(flow=world.flow, business_date=date(2026, 12, 24))
+    assert response["Location"] == reverse("admin:flows_flowrun_change", args=[run.pk])
+
+
+def run_action_page(role: str, client: Client, world: World) -> None:
+    url = reverse("admin:flows_flowrun_action", args=[world.held_run.pk, "release"])
+    ask(client, role, "GET", url, 405)
+    if role == "viewer":
+        with unchanged("a viewer's action on a run"):
+            ask(client, role, "POST", url, 403)
+        return
+    ask(client, role, "POST", url, 302)
+    world.held_run.refresh_from_db()
+    assert not world.held_run.held
+
+
+def run_execution_action_page(role: str, client: Client, world: World) -> None:
+    waiting = world.run.executions.get()
+    url = reverse("admin:flows_flowrun_execution_action", args=[world.run.pk, waiting.pk, "hold"])
+    ask(client, role, "GET", url, 405)
+    if role == "viewer":
+        with unchanged("a viewer's action on an execution of a run"):
+            ask(client, role, "POST", url, 403)
+        return
+    ask(client, role, "POST", url, 302)
+    waiting.refresh_from_db()
+    assert waiting.status == Status.HELD
+
+
 PAGES: dict[str, Rule] = {
     # Django's pages of the site.
     "index": Rule(reads(lambda w: reverse("admin:index"))),
@@ -467,6 +518,10 @@ PAGES: dict[str, Rule] = {
     "spreadsheet_apply": Rule(spreadsheet_apply, kwargs={"token": "unknown"}),
     # Pages the ModelAdmins add (get_urls).
     "catalog_jobdefinition_trigger": Rule(trigger_page),
+    "catalog_flow_start": Rule(start_run_page),
+    "flows_flowrun_action": Rule(run_action_page, kwargs={"pk": "1", "action": "hold"}),
+    "flows_flowrun_execution_action": Rule(run_execution_action_page,
+                                           kwargs={"pk": "1", "execution": "1", "action": "hold"}),
     "engine_execution_log": Rule(reads(lambda w: reverse("admin:engine_execution_log", args=[w.running.pk]),
                                        tails_the_log)),
 }
@@ -508,6 +563,9 @@ ACTIONS: dict[str, Act] = {
     "scheduling.schedule.resume": Act(lambda w: w.paused, lambda s, w: s.active and s.next_fire_at is not None),
     "agents.agent.block": Act(lambda w: w.ready, lambda a, w: (a.status, a.blocked) == (AgentStatus.BLOCKED, True)),
     "agents.agent.unblock": Act(lambda w: w.blocked, lambda a, w: (a.status, a.blocked) == (AgentStatus.READY, False)),
+    "flows.flowrun.hold": Act(lambda w: w.run, lambda run, w: run.held),
+    "flows.flowrun.release": Act(lambda w: w.held_run, lambda run, w: not run.held),
+    "flows.flowrun.kill": Act(lambda w: w.run, lambda run, w: (run.status, run.is_open) == ("ERROR", False)),
 }
 
 
@@ -561,7 +619,8 @@ def test_it_sends_anonymous_visitors_to_the_login_page(world, cast, owner):
                 assert rule is not None, f"admin:{page.name} ({owner}) has no rule in PAGES"
                 if rule.public:
                     continue
-            url = url_of(page, obj, **(rule.kwargs if rule and owner == "site" else {}))
+            with_kwargs = rule and (owner == "site" or len(page.params) > 1)  # the object alone cannot fill them
+            url = url_of(page, obj, **(rule.kwargs if with_kwargs else {}))
             for method in ("GET", "POST"):
                 to_login(getattr(client, method.lower())(url, {"_save": "Save", "post": "yes"}), "anonymous",
                          method, url)

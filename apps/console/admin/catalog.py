@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from apps.catalog.dependencies import check_no_cycle
 from apps.catalog.models import (
@@ -22,6 +23,8 @@ from apps.catalog.models import (
     Process,
 )
 from apps.console.admin.base import BatchModelAdmin
+from apps.console.admin.flows import coloured, start_run_view
+from apps.flows.graph import flow_graph
 from apps.engine import services
 from apps.engine.models import Execution, Trigger
 from apps.errors import BatchError
@@ -64,6 +67,18 @@ class FlowAdmin(BatchModelAdmin):
     search_fields = ["name", "cycle", "application__name"]
     list_select_related = ["application"]
     inlines = [ProcessInline]
+    change_form_template = "admin/catalog/flow/change_form.html"
+
+    def get_urls(self):
+        start = self.admin_site.admin_view(lambda request, pk: start_run_view(request, pk, model_admin=self))
+        return [path("<int:pk>/start/", start, name="catalog_flow_start")] + super().get_urls()
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context.update(graph=coloured(flow_graph(obj)), today=timezone.localdate(),
+                           can_start=request.user.has_perm("flows.add_flowrun"),
+                           runs=obj.runs.order_by("-created_at")[:10])
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
 
 class ProcessForm(forms.ModelForm):

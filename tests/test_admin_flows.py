@@ -1,0 +1,85 @@
+"""Flow runs in the console: a flow's page draws its definition and starts a run; a run's page draws
+its processes by status and lists each job's latest execution with the actions that fit."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from apps.catalog.models import Flow, Process
+from apps.engine import tasks
+from apps.engine.models import Execution, Status
+from apps.flows import services as flows
+from apps.flows.models import FlowRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def flow(app, make_job):
+    flow = Flow.objects.create(application=app, name="Nightly", cycle="Nightly")
+    extract, load = (Process.objects.create(flow=flow, name=name) for name in ("Extract", "Load"))
+    load.predecessors.add(extract)
+    make_job("extract_items", command="exit 4", process=extract)
+    make_job("load_items", job_type="DUMMY", command="", process=load)
+    return flow
+
+
+def test_the_flow_page_draws_the_definition_and_starts_a_run(admin_client_logged, flow, handed_out):
+    page = admin_client_logged.get(reverse("admin:catalog_flow_change", args=[flow.pk])).content.decode()
+    assert page.count('class="bd-node"') == 2 and page.count("<line ") == 1
+    response = admin_client_logged.post(reverse("admin:catalog_flow_start", args=[flow.pk]),
+                                        {"business_date": "2026-12-24", "parameters": "x=1"})
+    run = FlowRun.objects.get()
+    assert response["Location"] == reverse("admin:flows_flowrun_change", args=[run.pk])
+    assert (str(run.business_date), run.triggered_by, run.parameters) == ("2026-12-24", "ada", "x=1")
+
+
+def test_the_flow_page_reports_a_second_run_for_the_same_date(admin_client_logged, flow, handed_out):
+    url = reverse("admin:catalog_flow_start", args=[flow.pk])
+    admin_client_logged.post(url, {"business_date": "2026-12-24"})
+    page = admin_client_logged.post(url, {"business_date": "2026-12-24"}, follow=True).content.decode()
+    assert "FLOW_ALREADY_RUNNING" in page and FlowRun.objects.count() == 1
+
+
+def test_the_run_page_draws_statuses_and_offers_restart_and_skip_on_the_failure(admin_client_logged, flow, handed_out):
+    run = flows.start_run(flow)
+    for pk in list(dict.fromkeys(handed_out)):
+        tasks.start_execution(pk)
+    page = admin_client_logged.get(reverse("admin:flows_flowrun_change", args=[run.pk])).content.decode()
+    assert re.search(r'data-process="Extract" data-status="ERROR"', page)
+    assert re.search(r'data-process="Load" data-status="WAITING"', page)
+    assert 'name="restart"' in page and 'name="skip"' in page and 'name="kill"' in page
+    failed = Execution.objects.get(job__name="extract_items")
+    response = admin_client_logged.post(
+        reverse("admin:flows_flowrun_execution_action", args=[run.pk, failed.pk, "skip"]))
+    assert response.status_code == 302
+    failed.refresh_from_db()
+    assert failed.skipped_in_flow == "skipped by ada"
+
+
+def test_a_viewer_sees_the_run_but_no_action(client, viewer, flow, handed_out):
+    run = flows.start_run(flow)
+    client.force_login(viewer)
+    page = client.get(reverse("admin:flows_flowrun_change", args=[run.pk])).content.decode()
+    assert 'class="bd-node"' in page
+    assert not re.search(r'name="(restart|skip|hold|release|kill)"', page)
+    assert client.post(reverse("admin:flows_flowrun_action", args=[run.pk, "kill"])).status_code == 403
+    execution = run.executions.first()
+    assert client.post(reverse("admin:flows_flowrun_execution_action",
+                               args=[run.pk, execution.pk, "skip"])).status_code == 403
+    assert client.post(reverse("admin:catalog_flow_start", args=[flow.pk])).status_code == 403
+    run.refresh_from_db()
+    assert run.is_open and Execution.objects.filter(status=Status.SKIPPED).count() == 0
+
+
+def test_hold_and_release_the_run_from_its_page(admin_client_logged, flow, handed_out):
+    run = flows.start_run(flow)
+    admin_client_logged.post(reverse("admin:flows_flowrun_action", args=[run.pk, "hold"]))
+    run.refresh_from_db()
+    assert run.held
+    admin_client_logged.post(reverse("admin:flows_flowrun_action", args=[run.pk, "release"]))
+    run.refresh_from_db()
+    assert not run.held
