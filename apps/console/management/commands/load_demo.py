@@ -9,6 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from apps.catalog.models import Application, Flow, JobDefinition, JobType, Process
+from apps.engine.models import Trigger
+from apps.errors import BatchError
+from apps.flows import services as flows
 
 PASSWORD_FILE = settings.VAR_DIR / "admin-password.txt"
 
@@ -36,6 +39,27 @@ DEMO_JOBS = [
     ("ext_price_push", "RETAIL", "MOCKTYPE", "", "duration=5||outcome=ERROR||restart_outcome=COMPLETED",
      {"process": ("Nightly", "Stock", "Prices")}),
     ("ext_inventory_sync", "RETAIL", "MOCKTYPE", "", "duration=300||lines=300", {}),
+    # The demo flow: a run finishes in about a minute, its sales load failing once (Restart completes it).
+    ("close_extract_orders", "DEMO", "EXEC", 'for i in $(seq 1 6); do echo "orders batch $i"; sleep 1; done', "",
+     {"process": ("Nightly", "Daily close", "Extract"), "sequence": 10}),
+    ("close_extract_stock", "DEMO", "MOCKTYPE", "", "duration=8||lines=16",
+     {"process": ("Nightly", "Daily close", "Extract"), "sequence": 10}),
+    ("close_transform", "DEMO", "EXEC", 'echo "transforming"; sleep 5; echo "done"', "",
+     {"process": ("Nightly", "Daily close", "Transform"), "sequence": 10}),
+    ("close_validate", "DEMO", "DUMMY", "", "", {"process": ("Nightly", "Daily close", "Transform"), "sequence": 20}),
+    ("close_load_sales", "DEMO", "MOCKTYPE", "", "duration=6||outcome=ERROR||restart_outcome=COMPLETED",
+     {"process": ("Nightly", "Daily close", "Load sales"), "sequence": 10}),
+    ("close_load_stock", "DEMO", "EXEC", 'echo "loading stock"; sleep 8', "",
+     {"process": ("Nightly", "Daily close", "Load stock"), "sequence": 10}),
+    ("close_report", "DEMO", "PYTHON", "sleep_seconds", "seconds=4",
+     {"process": ("Nightly", "Daily close", "Report"), "sequence": 10}),
+]
+# The demo flow's dependencies: (application, flow, process, the processes it waits for).
+DEMO_DEPENDENCIES = [
+    ("DEMO", "Daily close", "Transform", ["Extract"]),
+    ("DEMO", "Daily close", "Load sales", ["Transform"]),
+    ("DEMO", "Daily close", "Load stock", ["Transform"]),
+    ("DEMO", "Daily close", "Report", ["Load sales", "Load stock"]),
 ]
 
 
@@ -59,8 +83,22 @@ class Command(BaseCommand):
             if app == "FINANCE":
                 defaults["process"] = self._process(apps[app], "Nightly", "Ledger", "Close")
             JobDefinition.objects.get_or_create(name=name, defaults=defaults)
+        for app, flow, process, predecessors in DEMO_DEPENDENCIES:
+            waiting = Process.objects.get(flow__application__name=app, flow__name=flow, name=process)
+            waiting.predecessors.add(*Process.objects.filter(flow=waiting.flow, name__in=predecessors))
         self.stdout.write(f"Demo data: {len(apps)} applications, {len(DEMO_JOBS)} jobs.")
+        self._start_todays_run()
         self._admin_login(username)
+
+    def _start_todays_run(self) -> None:
+        """The demo flow's run for today, so that the console shows a batch at work from the start."""
+        flow = Flow.objects.get(application__name="DEMO", name="Daily close")
+        try:
+            run = flows.start_run(flow, trigger=Trigger.CLI, triggered_by="make run")
+        except BatchError as exc:
+            self.stdout.write(f"Demo run: {exc.message}")
+        else:
+            self.stdout.write(f"Demo run: {flow} for {run.business_date:%Y-%m-%d} (run {run.pk}).")
 
     @staticmethod
     def _process(application: Application, cycle: str, flow: str, process: str) -> Process:
