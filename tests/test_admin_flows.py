@@ -83,3 +83,19 @@ def test_hold_and_release_the_run_from_its_page(admin_client_logged, flow, hande
     admin_client_logged.post(reverse("admin:flows_flowrun_action", args=[run.pk, "release"]))
     run.refresh_from_db()
     assert not run.held
+
+
+def test_a_flow_schedule_is_made_in_the_schedule_admin_and_its_fires_show_their_runs(admin_client_logged, flow,
+                                                                                      handed_out):
+    from datetime import timedelta
+
+    from apps.scheduling import services as scheduling
+    from apps.scheduling.models import Schedule
+
+    form = {"flow": flow.pk, "kind": "interval", "interval_seconds": 3600, "repeats": 0, "timezone": "UTC",
+            "misfire": "skip", "active": "on"}
+    assert admin_client_logged.post(reverse("admin:scheduling_schedule_add"), form).status_code == 302
+    schedule = Schedule.objects.get(flow=flow)
+    scheduling.fire_due(schedule.next_fire_at + timedelta(seconds=1))
+    page = admin_client_logged.get(reverse("admin:scheduling_schedule_change", args=[schedule.pk])).content.decode()
+    assert f"run #{FlowRun.objects.get().pk}" in page

@@ -19,6 +19,13 @@ UTC = timezone.utc
 admin.site.unregister(QueueSchedule)
 
 
+def _started(fire) -> str:
+    """What a fire started: an execution of its job, or a run of its flow."""
+    if fire.execution_id:
+        return f"execution #{fire.execution_id}"
+    return f"run #{fire.flow_run_id}" if fire.flow_run_id else "-"
+
+
 @admin.register(Schedule)
 class ScheduleAdmin(BatchModelAdmin):
     list_display = ["__str__", "kind", "timezone", "misfire", "active", "next_fire_at", "last_fired_at",
@@ -26,11 +33,12 @@ class ScheduleAdmin(BatchModelAdmin):
     list_filter = ["active", "kind", "misfire", "timezone"]
     search_fields = ["job__name", "flow__name", "cron"]
     list_select_related = ["job", "flow__application"]
-    autocomplete_fields = ["job"]
+    autocomplete_fields = ["job", "flow"]
     readonly_fields = ["next_fire_times", "next_fire_at", "last_fired_at", "fire_count", "inactive_reason",
                        "recent_fires"]
     fieldsets = [
-        (None, {"fields": ["job", "kind", "cron", "interval_seconds", "start_at", "end_at", "repeats", "timezone",
+        (None, {"description": "The target: a job (a fire triggers it) or a flow (a fire starts a run).",
+                "fields": ["job", "flow", "kind", "cron", "interval_seconds", "start_at", "end_at", "repeats", "timezone",
                            "misfire", "active", "extra"]}),
         ("Firing", {"fields": ["next_fire_times", "last_fired_at", "fire_count", "inactive_reason", "recent_fires"]}),
     ]
@@ -61,11 +69,11 @@ class ScheduleAdmin(BatchModelAdmin):
         if not fires:
             return "none yet"
         return format_html(
-            "<table><tr><th>slot (UTC)</th><th>late</th><th>outcome</th><th>execution</th><th>reason</th></tr>{}</table>",
+            "<table><tr><th>slot (UTC)</th><th>late</th><th>outcome</th><th>started</th><th>reason</th></tr>{}</table>",
             format_html_join("", "<tr><td>{}</td><td>{}s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                              ((f.slot.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
                                f"{f.lateness.total_seconds():.2f}", f.outcome,
-                               f"#{f.execution_id}" if f.execution_id else "-", f.reason) for f in fires)),
+                               _started(f), f.reason) for f in fires)),
         )
 
     def save_model(self, request, obj: Schedule, form, change: bool) -> None:
