@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import re
 
-from django.contrib import admin
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
 from apps.console.admin.base import BatchModelAdmin
+from apps.console.operations import OPERATIONS, offered
 from apps.engine import services
 from apps.engine.models import Execution, Status
+from apps.errors import BatchError
 
 STATUS_COLOURS = {
     Status.COMPLETED: "#2e7d32", Status.ERROR: "#c62828", Status.RUNNING: "#1565c0",
     Status.WAITING: "#ef6c00", Status.LOADED: "#6a1b9a", Status.SKIPPED: "#757575", Status.HELD: "#5d4037",
 }
+
+
+# What the execution page shows of a log at first; the download has the whole.
+PAGE_LOG_BYTES = 256 * 1024
 
 
 def number(execution: Execution) -> str:
@@ -34,12 +43,12 @@ class ExecutionAdmin(BatchModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     list_per_page = 50
-    actions = ["kill", "restart", "fetch_log"]
+    actions = ["kill", "restart", "hold", "release", "skip", "fetch_log"]
     readonly_fields = [
         "agent_execution_id", "job", "application", "status", "trigger", "triggered_by", "parameters",
         "attempt", "restart_of", "retry_of", "external_execution_id", "execution_info", "exit_code",
         "warning", "error", "waiting_reason", "created_at", "started_at", "finished_at", "runtime_display",
-        "long_running", "agent", "host", "pid", "kill_requested_by", "log_view",
+        "long_running", "agent", "host", "pid", "kill_requested_by",
     ]
     fieldsets = [
         (None, {"fields": ["job", "application", "status", "error", "waiting_reason", "exit_code", "warning",
@@ -48,8 +57,9 @@ class ExecutionAdmin(BatchModelAdmin):
         ("Timing", {"fields": ["created_at", "started_at", "finished_at", "runtime_display"]}),
         ("Where", {"fields": ["agent", "host", "pid", "agent_execution_id", "external_execution_id",
                              "execution_info", "kill_requested_by"]}),
-        ("Log", {"fields": ["log_view"]}),
     ]
+    # The page (templates/admin/engine/execution/change_form.html) adds the operator's buttons above
+    # and the live log, full width, below.
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # executions come from triggers, never from a form
@@ -79,19 +89,27 @@ class ExecutionAdmin(BatchModelAdmin):
         runtime = obj.runtime
         return f"{runtime.total_seconds():.1f}s" if runtime is not None else "-"
 
-    @admin.display(description="log")
-    def log_view(self, obj: Execution) -> str:
-        tail_url = reverse("admin:engine_execution_log", args=[obj.pk])
-        return format_html(
-            '<pre id="execution-log" data-tail-url="{}" data-offset="{}" data-active="{}" '
-            'style="max-height:40em;overflow:auto;white-space:pre-wrap;background:#111;color:#eee;padding:1em">{}</pre>'
-            '<p><a href="{}?download=1">Download log</a></p>',
-            tail_url, obj.log_since(0)[1], "1" if obj.is_active else "", obj.log or "(no output yet)", tail_url,
-        )
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context.update(self.log_context(obj), operations=offered(obj, request.user))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    @staticmethod
+    def log_context(execution: Execution) -> dict:
+        """The log as the page first shows it: its last PAGE_LOG_BYTES (the whole log is a download),
+        and the offset from which the live tail goes on."""
+        data = execution.log.encode()
+        shown = data[-PAGE_LOG_BYTES:]
+        return {"log_url": reverse("admin:engine_execution_log", args=[execution.pk]),
+                "log_text": shown.decode("utf-8", errors="replace"), "log_cut": len(data) - len(shown),
+                "log_offset": execution.log_since(len(data))[1], "log_active": execution.is_active,
+                "log_bytes": execution.log_bytes}
 
     def get_urls(self):
         return [
             path("<int:pk>/log/", self.admin_site.admin_view(self.log_tail), name="engine_execution_log"),
+            path("<int:pk>/operate/<slug:operation>/", self.admin_site.admin_view(require_POST(self.operate)),
+                 name="engine_execution_operate"),
         ] + super().get_urls()
 
     def log_tail(self, request: HttpRequest, pk: int):
@@ -108,6 +126,36 @@ class ExecutionAdmin(BatchModelAdmin):
         return JsonResponse({"status": execution.status, "offset": next_offset, "text": text,
                              "active": execution.is_active})
 
+    def operate(self, request: HttpRequest, pk: int, operation: str):
+        """One operation (kill, restart, hold, release, skip) on one execution, from a button of its
+        page or of the monitoring page; back to where the button was, with what happened."""
+        op = OPERATIONS.get(operation)
+        if op is None:
+            raise Http404(f"No operation {operation!r}.")
+        if not request.user.has_perm(op.permission):
+            raise PermissionDenied
+        execution = get_object_or_404(self._with_jobs(Execution.objects.all()), pk=pk)
+        try:
+            result = op.run(execution, by=request.user.get_username())
+        except BatchError as exc:
+            self.message_user(request, f"#{execution.pk}: {exc.message}", level=messages.ERROR)
+        else:
+            done = f" as #{result.pk}" if result.pk != execution.pk else f": {result.status}"
+            self.message_user(request, f"{op.label} #{execution.pk}{done}.")
+        back = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+            back = reverse("admin:engine_execution_change", args=[execution.pk])
+        return redirect(back)
+
+    def has_hold_permission(self, request: HttpRequest) -> bool:
+        return self.has_named_permission(request, "hold")
+
+    def has_release_permission(self, request: HttpRequest) -> bool:
+        return self.has_named_permission(request, "release")
+
+    def has_skip_permission(self, request: HttpRequest) -> bool:
+        return self.has_named_permission(request, "skip")
+
     @admin.action(description="Kill selected executions", permissions=["kill"])
     def kill(self, request, queryset):
         by = request.user.get_username()
@@ -119,6 +167,23 @@ class ExecutionAdmin(BatchModelAdmin):
         by = request.user.get_username()
         self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.restart(e, by=by), "Restarted",
                            name=number, outcome=lambda new: f"as #{new.pk}")
+
+    @admin.action(description="Hold selected executions (LOADED or WAITING)", permissions=["hold"])
+    def hold(self, request, queryset):
+        by = request.user.get_username()
+        self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.hold(e, by=by), "Held", name=number)
+
+    @admin.action(description="Release selected executions (HELD)", permissions=["release"])
+    def release(self, request, queryset):
+        by = request.user.get_username()
+        self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.release(e, by=by), "Released",
+                           name=number)
+
+    @admin.action(description="Skip selected executions (LOADED, WAITING or HELD)", permissions=["skip"])
+    def skip(self, request, queryset):
+        by = request.user.get_username()
+        self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.skip(e, by=by), "Skipped",
+                           name=number)
 
     @admin.action(description="Fetch the external system's log now (custom job types)", permissions=["fetch_log"])
     def fetch_log(self, request, queryset):
