@@ -1,0 +1,213 @@
+"""What Batch Monitoring shows for one business date: each section read by one bounded query (no
+query per row), and the timeline laid out for an SVG drawing that spans the day's activity.
+
+A day's executions are those created on that date (in TIME_ZONE) and those of flow runs for that
+business date. Grouping on the timeline: application, then flow and process for jobs in a flow.
+HOOK for the flow work: flow tiles (`flow_tiles`) and grouping by the run's flow rather than the
+job's current process (`lane_group`) are the places to extend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from itertools import groupby
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from apps.audit.models import AuditEntry
+from apps.console.operations import offered
+from apps.engine.models import Execution, Status
+from apps.flows.models import FlowRun
+
+LIMIT = 100  # rows per section; the page says when there are more
+TIMELINE_LIMIT = 600  # bars drawn
+ACTIVITY = 40
+TIMELINE_WIDTH, LANE_HEIGHT, LABEL_WIDTH, AXIS_HEIGHT = 1000, 16, 230, 22
+TICK_STEPS = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200]  # seconds
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = timezone.make_aware(datetime.combine(day, time.min))
+    return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
+
+
+def of_day(day: date, cycle: str = "") -> QuerySet:
+    """The executions of a business date: created that day, or of a flow run for that date."""
+    start, end = day_bounds(day)
+    runs = FlowRun.objects.filter(business_date=day)
+    executions = Execution.objects.filter(Q(created_at__gte=start, created_at__lt=end)
+                                          | Q(flow_run__in=runs.values("pk")))
+    if cycle:
+        executions = executions.filter(Q(flow_run__cycle=cycle) | Q(flow_run__isnull=True, job__process__flow__cycle=cycle))
+    return executions
+
+
+def related(queryset: QuerySet) -> QuerySet:
+    return queryset.select_related("job", "application", "agent", "job__process__flow")
+
+
+@dataclass
+class Row:
+    """An execution as a section lists it, with the buttons the user may press on it."""
+
+    execution: Execution
+    operations: list
+    elapsed: float | None = None
+    usual: float | None = None
+    long_running: bool = False
+
+    @property
+    def progress(self) -> float | None:
+        """Elapsed as a share of the usual duration, in percent, capped for drawing."""
+        if self.elapsed is None or not self.usual:
+            return None
+        return min(self.elapsed / self.usual * 100, 200.0)
+
+
+def rows(executions, user, now: datetime | None = None) -> list[Row]:
+    now = now or timezone.now()
+    made = []
+    for execution in executions:
+        elapsed = (now - execution.started_at).total_seconds() if execution.started_at else None
+        made.append(Row(execution, offered(execution, user), elapsed, execution.job.average_runtime_seconds,
+                        execution.long_running))
+    return made
+
+
+def counts(day: date, cycle: str) -> list[tuple[str, int]]:
+    found = dict(of_day(day, cycle).order_by().values_list("status").annotate(n=Count("id")))
+    return [(status, found.get(status, 0)) for status in Status.values]
+
+
+def running(day: date, cycle: str, user) -> list[Row]:
+    # What runs now runs now, whatever day it was created: the date chooses only its history.
+    return rows(related(Execution.objects.filter(status=Status.RUNNING)).order_by("started_at")[:LIMIT], user)
+
+
+def failures(day: date, cycle: str, user) -> list[Row]:
+    """The final failure of each job that needs a hand: ended in ERROR with no retry after it, not
+    restarted, not counted done by its flow; one per job (its latest), with its attempt count."""
+    later = Execution.objects.filter(Q(retry_of=OuterRef("pk")) | Q(restart_of=OuterRef("pk")))
+    failed = (related(of_day(day, cycle).filter(status=Status.ERROR, skipped_in_flow="").exclude(Exists(later)))
+              .order_by("job_id", "-finished_at", "-id")[:LIMIT * 3])
+    latest = [next(group) for _, group in groupby(failed, key=lambda e: e.job_id)]
+    latest.sort(key=lambda e: e.finished_at or e.created_at, reverse=True)
+    return rows(latest[:LIMIT], user)
+
+
+def waiting(day: date, cycle: str, user) -> list[Row]:
+    return rows(related(of_day(day, cycle).filter(status__in=[Status.LOADED, Status.WAITING]))
+                .order_by("created_at", "id")[:LIMIT], user)
+
+
+def held(day: date, cycle: str, user) -> list[Row]:
+    return rows(related(of_day(day, cycle).filter(status=Status.HELD)).order_by("created_at", "id")[:LIMIT], user)
+
+
+@dataclass
+class Event:
+    at: datetime
+    kind: str  # "execution" or "operator"
+    text: str
+    execution: Execution | None = None
+    entry: AuditEntry | None = None
+
+
+def activity(day: date, cycle: str) -> list[Event]:
+    """What happened last: executions that ended, and what operators did (the audit trail)."""
+    start, end = day_bounds(day)
+    ended = related(of_day(day, cycle).filter(finished_at__isnull=False)).order_by("-finished_at")[:ACTIVITY]
+    done = AuditEntry.objects.filter(at__gte=start, at__lt=end).order_by("-at", "-id")[:ACTIVITY]
+    events = [Event(e.finished_at, "execution", e.status, execution=e) for e in ended]
+    events += [Event(a.at, "operator", a.action, entry=a) for a in done]
+    return sorted(events, key=lambda event: event.at, reverse=True)[:ACTIVITY]
+
+
+# --- the timeline --------------------------------------------------------------------------
+
+
+@dataclass
+class Lane:
+    key: str
+    label: str
+    group: str
+    y: float = 0
+    bars: list[dict] = field(default_factory=list)
+
+
+def lane_group(execution: Execution) -> str:
+    """The heading a job's lane sits under: application, flow / process when the job has them.
+    HOOK: with flow runs, group a run's executions by the run's flow and process."""
+    process = execution.job.process
+    if process is None:
+        return execution.application.name
+    return f"{execution.application.name} · {process.flow.name} · {process.name}"
+
+
+def timeline(day: date, cycle: str = "", now: datetime | None = None) -> dict:
+    """The day's executions that started, as bars on one lane per job, grouped; the axis spans
+    the first start to the last end (or now, while something runs), not a fixed 24 hours."""
+    now = now or timezone.now()
+    started = list(related(of_day(day, cycle).filter(started_at__isnull=False))
+                   .order_by("started_at", "id")[:TIMELINE_LIMIT])
+    if not started:
+        return {"lanes": [], "bars": 0}
+    t0 = min(e.started_at for e in started)
+    t1 = max((e.finished_at or now) for e in started)
+    span = max((t1 - t0).total_seconds(), 60.0)
+    t0, t1 = t0 - timedelta(seconds=span * 0.02), t1 + timedelta(seconds=span * 0.02)
+    lanes: dict[str, Lane] = {}
+    for execution in started:
+        key = f"job-{execution.job_id}"
+        lane = lanes.setdefault(key, Lane(key, execution.job.name, lane_group(execution)))
+        lane.bars.append({"execution": execution, "start": execution.started_at.timestamp(),
+                          "end": execution.finished_at.timestamp() if execution.finished_at else "",
+                          "long_running": execution.long_running})
+    ordered = sorted(lanes.values(), key=lambda lane: (lane.group, lane.label))
+    groups, y = [], AXIS_HEIGHT
+    for group, members in groupby(ordered, key=lambda lane: lane.group):
+        members = list(members)
+        groups.append({"name": group, "y": y})
+        y += LANE_HEIGHT
+        for lane in members:
+            lane.y = y
+            y += LANE_HEIGHT
+    scale = TIMELINE_WIDTH / (t1 - t0).total_seconds()
+    for lane in ordered:
+        for bar in lane.bars:
+            bar["x"] = round((bar["start"] - t0.timestamp()) * scale, 2)
+            end = bar["end"] or now.timestamp()
+            bar["width"] = round(max((end - bar["start"]) * scale, 2), 2)
+    return {"lanes": ordered, "groups": groups, "bars": len(started), "truncated": len(started) >= TIMELINE_LIMIT,
+            "t0": t0.timestamp(), "t1": t1.timestamp(), "now": now.timestamp(), "ticks": ticks(t0, t1, scale),
+            "width": TIMELINE_WIDTH, "label_width": LABEL_WIDTH, "height": y + 4, "lane_height": LANE_HEIGHT,
+            "axis_height": AXIS_HEIGHT}
+
+
+def ticks(t0: datetime, t1: datetime, scale: float) -> list[dict]:
+    """Round local times at a step that gives about 6 to 12 ticks over the span."""
+    span = (t1 - t0).total_seconds()
+    step = next((s for s in TICK_STEPS if span / s <= 12), TICK_STEPS[-1])
+    local0 = timezone.localtime(t0)
+    midnight = local0.replace(hour=0, minute=0, second=0, microsecond=0)
+    first = midnight + timedelta(seconds=((local0 - midnight).total_seconds() // step + 1) * step)
+    marks, moment = [], first
+    while moment < t1:
+        marks.append({"x": round((moment - t0).total_seconds() * scale, 2),
+                      "label": moment.strftime("%H:%M" if step >= 60 else "%H:%M:%S")})
+        moment += timedelta(seconds=step)
+    return marks
+
+
+def updates(day: date, cycle: str, open_ids: list[int], since: datetime, now: datetime | None = None) -> list[dict]:
+    """For the live refresh: the bars of executions that were open at the last refresh, and of any
+    that started since; nothing that had already finished is read again."""
+    now = now or timezone.now()
+    changed = (of_day(day, cycle).filter(started_at__isnull=False)
+               .filter(Q(pk__in=open_ids[:TIMELINE_LIMIT]) | Q(started_at__gte=since))
+               .select_related("job")[:TIMELINE_LIMIT])
+    return [{"id": e.pk, "lane": f"job-{e.job_id}", "status": e.status, "start": e.started_at.timestamp(),
+             "end": e.finished_at.timestamp() if e.finished_at else None, "long_running": e.long_running,
+             "title": f"#{e.pk} {e.job.name} {e.status}"} for e in changed]
