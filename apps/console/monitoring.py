@@ -25,7 +25,7 @@ LIMIT = 100  # rows per section; the page says when there are more
 TIMELINE_LIMIT = 600  # bars drawn
 ACTIVITY = 40
 TIMELINE_WIDTH, LANE_HEIGHT, LABEL_WIDTH, AXIS_HEIGHT = 1000, 16, 230, 22
-TICK_STEPS = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200]  # seconds
+TICK_STEPS = [5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200]  # seconds
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:

@@ -3,7 +3,7 @@
 // the bars of executions that were open at the last refresh or started since. Finished bars are
 // never read again; the axis stretches as running bars grow (positions come from data-start/end).
 (function () {
-  var TICKS = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200];
+  var TICKS = [5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200];
   function openIds(svg) {
     if (!svg) return [];
     return Array.prototype.map.call(svg.querySelectorAll("rect.bd-bar[data-end='']"), function (r) { return r.dataset.id; });
@@ -26,7 +26,7 @@
       var x = ((t - t0) * scale).toFixed(2), d = new Date(t * 1000);
       axis.insertAdjacentHTML("beforeend", '<line x1="' + x + '" x2="' + x + '" y1="14" y2="' + height +
         '" stroke="currentColor" stroke-opacity=".15"/><text x="' + x + '" y="11" font-size="10" text-anchor="middle" fill="currentColor">' +
-        pad(d.getHours()) + ":" + pad(d.getMinutes()) + "</text>");
+        pad(d.getHours()) + ":" + pad(d.getMinutes()) + (step < 60 ? ":" + pad(d.getSeconds()) : "") + "</text>");
     }
   }
   function applyBars(root, bars, now) {
