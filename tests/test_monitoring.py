@@ -101,7 +101,7 @@ def test_the_timeline_spans_the_days_activity_and_groups_by_application_flow_and
     process = Process.objects.create(flow=Flow.objects.create(application=app, name="Close", cycle="Nightly"),
                                      name="Extract")
     run(make_job("in_flow", process=process), Status.COMPLETED, started_min_ago=20)
-    drawn = monitoring.timeline(timezone.localdate())
+    drawn = monitoring.timeline(monitoring.Day(timezone.localdate()))
     span = drawn["t1"] - drawn["t0"]
     assert 50 * 60 < span < 60 * 60  # about the 50 minutes of activity, not 24 hours
     assert [group["name"] for group in drawn["groups"]] == ["RMS", "RMS · Close · Extract"]

@@ -34,6 +34,7 @@ from apps.api.schema import ControlApiSchema
 from apps.catalog import services as catalog
 from apps.catalog.models import Application, JobDefinition, JobType
 from apps.console.health import health_report
+from apps.console.paging import EstimatedCountPaginator
 from apps.engine import services as engine
 from apps.engine.models import Execution, Status, Trigger
 from apps.errors import BatchError, ErrorCode
@@ -43,6 +44,9 @@ from apps.scheduling.models import Schedule, next_fire_of_job
 
 
 class Pages(pagination.PageNumberPagination):
+    # Exact counts up to 10,000 rows, PostgreSQL's estimate beyond (a COUNT(*) of a million
+    # executions cost more than the page itself).
+    django_paginator_class = EstimatedCountPaginator
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
@@ -281,6 +285,8 @@ class ExecutionViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModel
 
     def get_queryset(self):
         executions = Execution.objects.select_related("job", "application", "agent")
+        if self.action == "list":
+            executions = executions.defer("log")  # not in the representation; up to 512 KB a row
         params = self.request.query_params
         if one_of(params.get("status"), Status.values, "status"):
             executions = executions.filter(status=params["status"])

@@ -33,19 +33,34 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
 
 
-def of_day(day: date, cycle: str = "") -> QuerySet:
-    """The executions of a business date: created that day, or of a flow run for that date."""
-    start, end = day_bounds(day)
-    runs = FlowRun.objects.filter(business_date=day)
-    executions = Execution.objects.filter(Q(created_at__gte=start, created_at__lt=end)
-                                          | Q(flow_run__in=runs.values("pk")))
-    if cycle:
-        executions = executions.filter(Q(flow_run__cycle=cycle) | Q(flow_run__isnull=True, job__process__flow__cycle=cycle))
-    return executions
+@dataclass
+class Day:
+    """A business date (and a cycle, or all) as the page shows it."""
+
+    date: date
+    cycle: str = ""
+    runs: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The runs' ids as a list, not a subquery: PostgreSQL then ORs two index scans (created_at,
+        # flow_run) instead of reading the whole history. A date has a handful of runs.
+        self.runs = list(FlowRun.objects.filter(business_date=self.date).values_list("pk", flat=True)[:1000])
+
+    def executions(self) -> QuerySet:
+        """Its executions: created that day (TIME_ZONE), or of a flow run for that date."""
+        start, end = day_bounds(self.date)
+        day_of = Q(created_at__gte=start, created_at__lt=end)
+        executions = Execution.objects.filter(day_of | Q(flow_run_id__in=self.runs) if self.runs else day_of)
+        if self.cycle:
+            executions = executions.filter(Q(flow_run__cycle=self.cycle)
+                                           | Q(flow_run__isnull=True, job__process__flow__cycle=self.cycle))
+        return executions
 
 
 def related(queryset: QuerySet) -> QuerySet:
-    return queryset.select_related("job", "application", "agent", "job__process__flow")
+    # Never the logs (up to BATCHDESK_LOG_MAX_BYTES each): no section shows them.
+    return (queryset.select_related("job", "application", "agent", "job__process__flow")
+            .defer("log", "parameters", "execution_info"))
 
 
 @dataclass
@@ -76,34 +91,34 @@ def rows(executions, user, now: datetime | None = None) -> list[Row]:
     return made
 
 
-def counts(day: date, cycle: str) -> list[tuple[str, int]]:
-    found = dict(of_day(day, cycle).order_by().values_list("status").annotate(n=Count("id")))
+def counts(day: Day) -> list[tuple[str, int]]:
+    found = dict(day.executions().order_by().values_list("status").annotate(n=Count("id")))
     return [(status, found.get(status, 0)) for status in Status.values]
 
 
-def running(day: date, cycle: str, user) -> list[Row]:
+def running(day: Day, user) -> list[Row]:
     # What runs now runs now, whatever day it was created: the date chooses only its history.
     return rows(related(Execution.objects.filter(status=Status.RUNNING)).order_by("started_at")[:LIMIT], user)
 
 
-def failures(day: date, cycle: str, user) -> list[Row]:
+def failures(day: Day, user) -> list[Row]:
     """The final failure of each job that needs a hand: ended in ERROR with no retry after it, not
     restarted, not counted done by its flow; one per job (its latest), with its attempt count."""
     later = Execution.objects.filter(Q(retry_of=OuterRef("pk")) | Q(restart_of=OuterRef("pk")))
-    failed = (related(of_day(day, cycle).filter(status=Status.ERROR, skipped_in_flow="").exclude(Exists(later)))
+    failed = (related(day.executions().filter(status=Status.ERROR, skipped_in_flow="").exclude(Exists(later)))
               .order_by("job_id", "-finished_at", "-id")[:LIMIT * 3])
     latest = [next(group) for _, group in groupby(failed, key=lambda e: e.job_id)]
     latest.sort(key=lambda e: e.finished_at or e.created_at, reverse=True)
     return rows(latest[:LIMIT], user)
 
 
-def waiting(day: date, cycle: str, user) -> list[Row]:
-    return rows(related(of_day(day, cycle).filter(status__in=[Status.LOADED, Status.WAITING]))
+def waiting(day: Day, user) -> list[Row]:
+    return rows(related(day.executions().filter(status__in=[Status.LOADED, Status.WAITING]))
                 .order_by("created_at", "id")[:LIMIT], user)
 
 
-def held(day: date, cycle: str, user) -> list[Row]:
-    return rows(related(of_day(day, cycle).filter(status=Status.HELD)).order_by("created_at", "id")[:LIMIT], user)
+def held(day: Day, user) -> list[Row]:
+    return rows(related(day.executions().filter(status=Status.HELD)).order_by("created_at", "id")[:LIMIT], user)
 
 
 @dataclass
@@ -115,10 +130,10 @@ class Event:
     entry: AuditEntry | None = None
 
 
-def activity(day: date, cycle: str) -> list[Event]:
+def activity(day: Day) -> list[Event]:
     """What happened last: executions that ended, and what operators did (the audit trail)."""
-    start, end = day_bounds(day)
-    ended = related(of_day(day, cycle).filter(finished_at__isnull=False)).order_by("-finished_at")[:ACTIVITY]
+    start, end = day_bounds(day.date)
+    ended = related(day.executions().filter(finished_at__isnull=False)).order_by("-finished_at")[:ACTIVITY]
     done = AuditEntry.objects.filter(at__gte=start, at__lt=end).order_by("-at", "-id")[:ACTIVITY]
     events = [Event(e.finished_at, "execution", e.status, execution=e) for e in ended]
     events += [Event(a.at, "operator", a.action, entry=a) for a in done]
@@ -146,12 +161,13 @@ def lane_group(execution: Execution) -> str:
     return f"{execution.application.name} · {process.flow.name} · {process.name}"
 
 
-def timeline(day: date, cycle: str = "", now: datetime | None = None) -> dict:
+def timeline(day: Day, now: datetime | None = None) -> dict:
     """The day's executions that started, as bars on one lane per job, grouped; the axis spans
     the first start to the last end (or now, while something runs), not a fixed 24 hours."""
     now = now or timezone.now()
-    started = list(related(of_day(day, cycle).filter(started_at__isnull=False))
-                   .order_by("started_at", "id")[:TIMELINE_LIMIT])
+    # The latest TIMELINE_LIMIT of a busy day: what an operator looks at is what happened last.
+    started = list(related(day.executions().filter(started_at__isnull=False))
+                   .order_by("-started_at", "-id")[:TIMELINE_LIMIT])[::-1]
     if not started:
         return {"lanes": [], "bars": 0}
     t0 = min(e.started_at for e in started)
@@ -201,13 +217,13 @@ def ticks(t0: datetime, t1: datetime, scale: float) -> list[dict]:
     return marks
 
 
-def updates(day: date, cycle: str, open_ids: list[int], since: datetime, now: datetime | None = None) -> list[dict]:
+def updates(day: Day, open_ids: list[int], since: datetime, now: datetime | None = None) -> list[dict]:
     """For the live refresh: the bars of executions that were open at the last refresh, and of any
     that started since; nothing that had already finished is read again."""
     now = now or timezone.now()
-    changed = (of_day(day, cycle).filter(started_at__isnull=False)
+    changed = (day.executions().filter(started_at__isnull=False)
                .filter(Q(pk__in=open_ids[:TIMELINE_LIMIT]) | Q(started_at__gte=since))
-               .select_related("job")[:TIMELINE_LIMIT])
+               .select_related("job").defer("log", "parameters", "execution_info")[:TIMELINE_LIMIT])
     return [{"id": e.pk, "lane": f"job-{e.job_id}", "status": e.status, "start": e.started_at.timestamp(),
              "end": e.finished_at.timestamp() if e.finished_at else None, "long_running": e.long_running,
              "title": f"#{e.pk} {e.job.name} {e.status}"} for e in changed]

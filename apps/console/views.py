@@ -33,45 +33,46 @@ def _require(request, permission: str) -> None:
         raise PermissionDenied
 
 
-def _chosen(request) -> tuple[date, str]:
+def _chosen(request) -> monitoring.Day:
     """The business date (?date=YYYY-MM-DD, default today in TIME_ZONE) and cycle (?cycle=)."""
     try:
         day = date.fromisoformat(request.GET.get("date", ""))
     except ValueError:
         day = timezone.localdate()
-    return day, request.GET.get("cycle", "")[:64]
+    return monitoring.Day(day, request.GET.get("cycle", "")[:64])
 
 
-def _sections(request, day: date, cycle: str) -> dict:
+def _sections(request, day: monitoring.Day) -> dict:
     user = request.user
     return {
-        "counts": monitoring.counts(day, cycle),
-        "running": monitoring.running(day, cycle, user),
-        "failures": monitoring.failures(day, cycle, user),
-        "waiting": monitoring.waiting(day, cycle, user),
-        "held": monitoring.held(day, cycle, user),
-        "activity": monitoring.activity(day, cycle),
+        "counts": monitoring.counts(day),
+        "running": monitoring.running(day, user),
+        "failures": monitoring.failures(day, user),
+        "waiting": monitoring.waiting(day, user),
+        "held": monitoring.held(day, user),
+        "activity": monitoring.activity(day),
         "limit": monitoring.LIMIT,
-        "back": _page_url(day, cycle),  # where a button brings the operator back
+        "back": _page_url(day),  # where a button brings the operator back
     }
 
 
-def _page_url(day: date, cycle: str) -> str:
-    return reverse("admin:monitoring") + "?" + urlencode({"date": day.isoformat(), **({"cycle": cycle} if cycle else {})})
+def _page_url(day: monitoring.Day) -> str:
+    return reverse("admin:monitoring") + "?" + urlencode({"date": day.date.isoformat(),
+                                                          **({"cycle": day.cycle} if day.cycle else {})})
 
 
 def monitoring_page(request):
     """Batch Monitoring for a business date: counts, running now, failures that need a hand,
     what waits and why, held work, the activity feed and the day's timeline."""
     _require(request, "engine.view_execution")
-    day, cycle = _chosen(request)
+    day = _chosen(request)
     now = timezone.now()
     return _page(
         request, "console/monitoring.html", "Batch Monitoring",
-        day=day, cycle=cycle, cycles=Flow.objects.exclude(cycle="").order_by("cycle").values_list("cycle", flat=True)
-        .distinct(), today=timezone.localdate(), previous=day - timedelta(days=1), next=day + timedelta(days=1),
-        now=now, timeline=monitoring.timeline(day, cycle, now), live_url=reverse("admin:monitoring_live"),
-        refresh_seconds=REFRESH_SECONDS, **_sections(request, day, cycle),
+        day=day.date, cycle=day.cycle, cycles=Flow.objects.exclude(cycle="").order_by("cycle").values_list("cycle", flat=True)
+        .distinct(), today=timezone.localdate(), previous=day.date - timedelta(days=1),
+        next=day.date + timedelta(days=1), now=now, timeline=monitoring.timeline(day, now),
+        live_url=reverse("admin:monitoring_live"), refresh_seconds=REFRESH_SECONDS, **_sections(request, day),
     )
 
 
@@ -80,20 +81,20 @@ def monitoring_live(request):
     bounded query) and the timeline's bars of executions open at the last refresh or started since
     (`open`, `since`); with `timeline=1`, the whole timeline (when a new lane appeared)."""
     _require(request, "engine.view_execution")
-    day, cycle = _chosen(request)
+    day = _chosen(request)
     now = timezone.now()
     if request.GET.get("timeline"):
-        html = render_to_string("console/_timeline.html", {"timeline": monitoring.timeline(day, cycle, now)}, request)
+        html = render_to_string("console/_timeline.html", {"timeline": monitoring.timeline(day, now)}, request)
         return JsonResponse({"timeline": html, "now": now.timestamp()})
     open_ids = [int(i) for i in request.GET.get("open", "").split(",") if i.isdigit()]
     try:
         since = datetime.fromtimestamp(float(request.GET.get("since", "")), tz=UTC)
     except (ValueError, OverflowError, OSError):
         since = now
-    sections = _sections(request, day, cycle)
+    sections = _sections(request, day)
     html = {name: render_to_string(f"console/_{name}.html", {**sections, "request": request}, request)
             for name in LIVE_SECTIONS}
-    return JsonResponse({"sections": html, "bars": monitoring.updates(day, cycle, open_ids, since, now),
+    return JsonResponse({"sections": html, "bars": monitoring.updates(day, open_ids, since, now),
                          "now": now.timestamp()})
 
 
