@@ -14,6 +14,7 @@ from datetime import date, datetime, time, timedelta
 from itertools import groupby
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from apps.audit.models import AuditEntry
@@ -68,7 +69,7 @@ class Row:
     """An execution as a section lists it, with the buttons the user may press on it."""
 
     execution: Execution
-    operations: list
+    buttons: list  # (Operation, the URL it posts to)
     elapsed: float | None = None
     usual: float | None = None
     long_running: bool = False
@@ -83,11 +84,12 @@ class Row:
 
 def rows(executions, user, now: datetime | None = None) -> list[Row]:
     now = now or timezone.now()
+    operate = reverse("admin:engine_execution_operate", args=[0, "op"]).replace("/0/operate/op/", "/{}/operate/{}/")
     made = []
     for execution in executions:
         elapsed = (now - execution.started_at).total_seconds() if execution.started_at else None
-        made.append(Row(execution, offered(execution, user), elapsed, execution.job.average_runtime_seconds,
-                        execution.long_running))
+        buttons = [(op, operate.format(execution.pk, op.name)) for op in offered(execution, user)]
+        made.append(Row(execution, buttons, elapsed, execution.job.average_runtime_seconds, execution.long_running))
     return made
 
 
@@ -175,10 +177,17 @@ def timeline(day: Day, now: datetime | None = None) -> dict:
     span = max((t1 - t0).total_seconds(), 60.0)
     t0, t1 = t0 - timedelta(seconds=span * 0.02), t1 + timedelta(seconds=span * 0.02)
     lanes: dict[str, Lane] = {}
+    # Each bar's link and tooltip made here, once: a reverse() and two date filters per bar in the
+    # template cost more than the query for a busy day.
+    link = reverse("admin:engine_execution_change", args=[0]).replace("/0/", "/{}/")
     for execution in started:
         key = f"job-{execution.job_id}"
         lane = lanes.setdefault(key, Lane(key, execution.job.name, lane_group(execution)))
-        lane.bars.append({"execution": execution, "start": execution.started_at.timestamp(),
+        ended = f"{timezone.localtime(execution.finished_at):%H:%M:%S}" if execution.finished_at else "now"
+        lane.bars.append({"id": execution.pk, "status": execution.status, "href": link.format(execution.pk),
+                          "title": f"#{execution.pk} {execution.job.name} {execution.status} "
+                                   f"{timezone.localtime(execution.started_at):%H:%M:%S}–{ended}",
+                          "start": execution.started_at.timestamp(),
                           "end": execution.finished_at.timestamp() if execution.finished_at else "",
                           "long_running": execution.long_running})
     ordered = sorted(lanes.values(), key=lambda lane: (lane.group, lane.label))
@@ -198,7 +207,7 @@ def timeline(day: Day, now: datetime | None = None) -> dict:
             bar["width"] = round(max((end - bar["start"]) * scale, 2), 2)
     return {"lanes": ordered, "groups": groups, "bars": len(started), "truncated": len(started) >= TIMELINE_LIMIT,
             "t0": t0.timestamp(), "t1": t1.timestamp(), "now": now.timestamp(), "ticks": ticks(t0, t1, scale),
-            "width": TIMELINE_WIDTH, "label_width": LABEL_WIDTH, "height": y + 4, "lane_height": LANE_HEIGHT,
+            "width": TIMELINE_WIDTH, "label_width": LABEL_WIDTH, "height": y + 4, "bar_height": LANE_HEIGHT - 5,
             "axis_height": AXIS_HEIGHT}
 
 
