@@ -52,6 +52,12 @@ def orm(django_db_setup, django_db_blocker):
         assert "test" in Path(connection.settings_dict["NAME"]).name, "not a test database"
         yield
         call_command("flush", interactive=False, verbosity=0)  # leave the database as a test would
+        # Queries made while Playwright's event loop ran opened connections of that context, which
+        # outlive it; PostgreSQL would refuse to drop the test database (this run's own) with them.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
@@ -83,7 +89,7 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
