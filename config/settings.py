@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.engine",
     "apps.flows",
+    "apps.notifications",
     "apps.scheduling",
     "apps.console",
     "apps.spreadsheet",
@@ -210,7 +211,23 @@ BATCHDESK = {
     "MISFIRE_GRACE_SECONDS": env.float("BATCHDESK_MISFIRE_GRACE_SECONDS", default=60.0),
     "MISFIRE_RUN_ALL_CAP": env.int("BATCHDESK_MISFIRE_RUN_ALL_CAP", default=100),
     "DISPATCHER_TICK_SECONDS": env.float("BATCHDESK_DISPATCHER_TICK_SECONDS", default=1.0),
+    # The dispatcher runs each custom job type's system check this often (0 = only on demand).
+    "SYSTEM_CHECK_SECONDS": env.float("BATCHDESK_SYSTEM_CHECK_SECONDS", default=60.0),
+    # How often the dispatcher looks for newly long-running executions (to notify, once each).
+    "LONG_RUNNING_SCAN_SECONDS": env.float("BATCHDESK_LONG_RUNNING_SCAN_SECONDS", default=15.0),
+    # Outgoing notifications: the webhook's timeout.
+    "NOTIFY_TIMEOUT_SECONDS": env.float("BATCHDESK_NOTIFY_TIMEOUT_SECONDS", default=10.0),
 }
+
+# --- Notifications (apps/notifications) ----------------------------------------------
+# E-mail through Django's mail settings: EMAIL_URL (smtp://user:password@host:587/?tls=True, or
+# consolemail:// to print them), and the sender.
+vars().update({key: value for key, value in env.email_url("EMAIL_URL", default="consolemail://").items()
+               if value not in (None, "")})
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="batchdesk@localhost")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Links in notifications point here (the console's address as operators reach it).
+BATCHDESK_BASE_URL = env.str("BATCHDESK_BASE_URL", default="http://127.0.0.1:8000")
 
 LOGGING = {
     "version": 1,

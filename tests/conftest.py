@@ -23,6 +23,24 @@ from bench.harness import Processes
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql"))
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """`browser` tests run once, on the SQLite pass of `make test`: what a browser sees does not
+    depend on the backend, and they are the slowest tests. BROWSER_TESTS=always runs them on any
+    backend, BROWSER_TESTS=never skips them."""
+    choice = os.environ.get("BROWSER_TESTS", "")
+    skip = None
+    if choice == "never":
+        skip = "BROWSER_TESTS=never"
+    elif ON_POSTGRES and choice != "always":
+        skip = "browser tests run on the SQLite pass only (BROWSER_TESTS=always to run them here)"
+    elif not os.path.exists("/usr/bin/chromium"):
+        skip = "no /usr/bin/chromium: apt-get install -y chromium (.ci/run does)"
+    if skip:
+        for item in items:
+            if "browser" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=skip))
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.1, message: str = ""):
     """Poll until predicate() is truthy and return its value; fail with `message` on timeout."""
     deadline = time.monotonic() + timeout

@@ -53,9 +53,10 @@ def test_the_run_page_draws_statuses_and_offers_restart_and_skip_on_the_failure(
     assert re.search(r'data-process="Load" data-status="WAITING"', page)
     assert 'name="restart"' in page and 'name="skip"' in page and 'name="kill"' in page
     failed = Execution.objects.get(job__name="extract_items")
-    response = admin_client_logged.post(
-        reverse("admin:flows_flowrun_execution_action", args=[run.pk, failed.pk, "skip"]))
-    assert response.status_code == 302
+    back = reverse("admin:flows_flowrun_change", args=[run.pk])
+    response = admin_client_logged.post(reverse("admin:engine_execution_operate", args=[failed.pk, "skip"]),
+                                        {"next": back})
+    assert response["Location"] == back
     failed.refresh_from_db()
     assert failed.skipped_in_flow == "skipped by ada"
 
@@ -68,8 +69,7 @@ def test_a_viewer_sees_the_run_but_no_action(client, viewer, flow, handed_out):
     assert not re.search(r'name="(restart|skip|hold|release|kill)"', page)
     assert client.post(reverse("admin:flows_flowrun_action", args=[run.pk, "kill"])).status_code == 403
     execution = run.executions.first()
-    assert client.post(reverse("admin:flows_flowrun_execution_action",
-                               args=[run.pk, execution.pk, "skip"])).status_code == 403
+    assert client.post(reverse("admin:engine_execution_operate", args=[execution.pk, "skip"])).status_code == 403
     assert client.post(reverse("admin:catalog_flow_start", args=[flow.pk])).status_code == 403
     run.refresh_from_db()
     assert run.is_open and Execution.objects.filter(status=Status.SKIPPED).count() == 0

@@ -50,6 +50,7 @@ from apps.engine.models import Execution, Status, Trigger
 from apps.extsys.models import ExternalExecution
 from apps.flows import services as flows
 from apps.flows.models import FlowRun
+from apps.notifications.models import Notification, NotificationRule
 from apps.scheduling import services as scheduling
 from apps.scheduling.models import Schedule
 from apps.spreadsheet import exporter, loader
@@ -78,6 +79,7 @@ CLOSED_BY_DESIGN = {
     "engine.execution": {"add", "change", "delete"},  # the record of what ran; kill/restart are actions
     "flows.flowrun": {"add", "change", "delete"},  # started from its flow; moved by its executions and actions
     "audit.auditentry": {"add", "change", "delete"},  # written by the services, never by hand
+    "notifications.notification": {"add", "change", "delete"},  # the record of what was sent
 }
 
 
@@ -146,6 +148,7 @@ class World:
     loaded: Execution
     running: Execution  # of the custom job, started on the external system
     failed: Execution
+    held: Execution
     flow: Flow
     run: FlowRun  # open, its one job waiting
     held_run: FlowRun
@@ -183,12 +186,18 @@ def world(app, make_job, administrator, handed_out) -> World:
                                          agent=ready, external_execution_id="X-1", log="so far\n"),
         failed=Execution.objects.create(**execution, status=Status.ERROR, started_at=now, finished_at=now,
                                         error="exit code 1", log="boom\n"),
+        held=Execution.objects.create(**execution, status=Status.HELD, waiting_reason="held by setup"),
         flow=flow,
         run=flows.start_run(flow, business_date=date(2026, 12, 1), triggered_by="setup"),
         held_run=flows.hold(flows.start_run(flow, business_date=date(2026, 12, 2), triggered_by="setup"), by="setup"),
         handed_out=handed_out,
     )
     AuditEntry.objects.create(actor="setup", action="trigger", target_type="job definition", target="nightly")
+    rule = NotificationRule.objects.create(application=app, channel="email", target="ops@example.com",
+                                           on_long_running=True)
+    NotificationRule.objects.create(job=job, channel="email", target="spare@example.com")  # may be deleted
+    Notification.objects.create(rule=rule, event="execution_failed", channel="email", target="ops@example.com",
+                                subject="nightly failed", object_type="execution", object_id="1")
     # Outside the batch roles: one row for each of the other admins.
     ExternalExecution.objects.create(cycle_name="Nightly", flow_name="Nightly", process_name="Close", duration=5,
                                      job_name="extract_sales", agent_execution_id="X-1", outcome="COMPLETED")
@@ -459,6 +468,18 @@ def logout(role: str, client: Client, world: World) -> None:
     to_login(client.get(reverse("admin:index")), role, "GET", "/admin/ after logging out")
 
 
+def operate_page(role: str, client: Client, world: World) -> None:
+    url = reverse("admin:engine_execution_operate", args=[world.loaded.pk, "hold"])
+    ask(client, role, "GET", url, 405)
+    if role == "viewer":
+        with unchanged("a viewer's operation on an execution"):
+            ask(client, role, "POST", url, 403)
+        return
+    ask(client, role, "POST", url, 302)
+    world.loaded.refresh_from_db()
+    assert world.loaded.status == Status.HELD
+
+
 def start_run_page(role: str, client: Client, world: World) -> None:
     url = reverse("admin:catalog_flow_start", args=[world.flow.pk])
     ask(client, role, "GET", url, 405)
@@ -483,19 +504,6 @@ def run_action_page(role: str, client: Client, world: World) -> None:
     assert not world.held_run.held
 
 
-def run_execution_action_page(role: str, client: Client, world: World) -> None:
-    waiting = world.run.executions.get()
-    url = reverse("admin:flows_flowrun_execution_action", args=[world.run.pk, waiting.pk, "hold"])
-    ask(client, role, "GET", url, 405)
-    if role == "viewer":
-        with unchanged("a viewer's action on an execution of a run"):
-            ask(client, role, "POST", url, 403)
-        return
-    ask(client, role, "POST", url, 302)
-    waiting.refresh_from_db()
-    assert waiting.status == Status.HELD
-
-
 PAGES: dict[str, Rule] = {
     # Django's pages of the site.
     "index": Rule(reads(lambda w: reverse("admin:index"))),
@@ -510,6 +518,7 @@ PAGES: dict[str, Rule] = {
     "view_on_site": Rule(no_page_outside_the_admin, kwargs={"content_type_id": "1", "object_id": "1"}, public=True),
     # The console's pages (apps/console/sites.py).
     "monitoring": Rule(reads(lambda w: reverse("admin:monitoring"))),
+    "monitoring_live": Rule(reads(lambda w: reverse("admin:monitoring_live"))),
     "health": Rule(reads(lambda w: reverse("admin:health"), health_offers_checks)),
     "run_checks": Rule(run_checks),
     "spreadsheet_upload": Rule(reads(lambda w: reverse("admin:spreadsheet_upload"))),
@@ -519,9 +528,8 @@ PAGES: dict[str, Rule] = {
     # Pages the ModelAdmins add (get_urls).
     "catalog_jobdefinition_trigger": Rule(trigger_page),
     "catalog_flow_start": Rule(start_run_page),
+    "engine_execution_operate": Rule(operate_page, kwargs={"pk": "1", "operation": "hold"}),
     "flows_flowrun_action": Rule(run_action_page, kwargs={"pk": "1", "action": "hold"}),
-    "flows_flowrun_execution_action": Rule(run_execution_action_page,
-                                           kwargs={"pk": "1", "execution": "1", "action": "hold"}),
     "engine_execution_log": Rule(reads(lambda w: reverse("admin:engine_execution_log", args=[w.running.pk]),
                                        tails_the_log)),
 }
@@ -563,6 +571,10 @@ ACTIONS: dict[str, Act] = {
     "scheduling.schedule.resume": Act(lambda w: w.paused, lambda s, w: s.active and s.next_fire_at is not None),
     "agents.agent.block": Act(lambda w: w.ready, lambda a, w: (a.status, a.blocked) == (AgentStatus.BLOCKED, True)),
     "agents.agent.unblock": Act(lambda w: w.blocked, lambda a, w: (a.status, a.blocked) == (AgentStatus.READY, False)),
+    "engine.execution.hold": Act(lambda w: w.loaded, lambda e, w: e.status == Status.HELD),
+    "engine.execution.release": Act(lambda w: w.held, lambda e, w: e.status == Status.WAITING),
+    "engine.execution.skip": Act(lambda w: w.loaded, lambda e, w: (e.status, e.error) == (Status.SKIPPED,
+                                                                                          "skipped by ada")),
     "flows.flowrun.hold": Act(lambda w: w.run, lambda run, w: run.held),
     "flows.flowrun.release": Act(lambda w: w.held_run, lambda run, w: not run.held),
     "flows.flowrun.kill": Act(lambda w: w.run, lambda run, w: (run.status, run.is_open) == ("ERROR", False)),

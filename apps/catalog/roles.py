@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group, Permission
 
 ADMINISTRATOR = "Batch Administrator"
 VIEWER = "Batch Viewer"
-BATCH_APPS = ["catalog", "engine", "flows", "scheduling", "agents", "audit"]
+BATCH_APPS = ["catalog", "engine", "flows", "scheduling", "agents", "audit", "notifications"]
 
 
 def grant_role_permissions(**kwargs) -> None:

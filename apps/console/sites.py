@@ -22,7 +22,8 @@ class BatchdeskAdminSite(admin.AdminSite):
     def get_urls(self):
         page = self.admin_view
         return [
-            path("monitoring/", page(views.monitoring), name="monitoring"),
+            path("monitoring/", page(views.monitoring_page), name="monitoring"),
+            path("monitoring/live/", page(views.monitoring_live), name="monitoring_live"),
             path("health/", page(views.health), name="health"),
             path("health/check/", page(views.run_checks), name="run_checks"),
             path("spreadsheet/", page(spreadsheet.upload), name="spreadsheet_upload"),

@@ -1,34 +1,31 @@
-"""Custom console pages of the admin site (apps/console/admin/site.py): Batch Monitoring and the
+"""Custom console pages of the admin site (apps/console/sites.py): Batch Monitoring and the
 Health Check (SPEC §8). The site's admin_view makes them need a staff login; each page asks the
 one permission vocabulary for the rest."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.http import JsonResponse
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from apps.catalog.models import JobType
+from apps.catalog.models import Flow, JobType
+from apps.console import monitoring
 from apps.console.health import health_report
 from apps.engine import services
-from apps.engine.models import Execution, Status
 
-TIMELINE_LIMIT = 300
 
 
 def _page(request, template: str, title: str, **context) -> TemplateResponse:
     return TemplateResponse(request, template, {**admin.site.each_context(request), "title": title, **context})
-
-
-def _day_bounds(now: datetime) -> tuple[datetime, datetime]:
-    start = timezone.make_aware(datetime.combine(timezone.localdate(now), time.min))
-    return start, start + timedelta(days=1)
 
 
 def _require(request, permission: str) -> None:
@@ -36,40 +33,73 @@ def _require(request, permission: str) -> None:
         raise PermissionDenied
 
 
-def monitoring(request):
-    """Status counts, running now, recent failures, activity and today's timeline."""
+def _chosen(request) -> monitoring.Day:
+    """The business date (?date=YYYY-MM-DD, default today in TIME_ZONE) and cycle (?cycle=)."""
+    try:
+        day = date.fromisoformat(request.GET.get("date", ""))
+    except ValueError:
+        day = timezone.localdate()
+    return monitoring.Day(day, request.GET.get("cycle", "")[:64])
+
+
+def _sections(request, day: monitoring.Day) -> dict:
+    user = request.user
+    return {
+        "counts": monitoring.counts(day),
+        "running": monitoring.running(day, user),
+        "failures": monitoring.failures(day, user),
+        "waiting": monitoring.waiting(day, user),
+        "held": monitoring.held(day, user),
+        "activity": monitoring.activity(day),
+        "limit": monitoring.LIMIT,
+        "back": _page_url(day),  # where a button brings the operator back
+    }
+
+
+def _page_url(day: monitoring.Day) -> str:
+    return reverse("admin:monitoring") + "?" + urlencode({"date": day.date.isoformat(),
+                                                          **({"cycle": day.cycle} if day.cycle else {})})
+
+
+def monitoring_page(request):
+    """Batch Monitoring for a business date: counts, running now, failures that need a hand,
+    what waits and why, held work, the activity feed and the day's timeline."""
     _require(request, "engine.view_execution")
+    day = _chosen(request)
     now = timezone.now()
-    day_start, day_end = _day_bounds(now)
-    today = Execution.objects.filter(created_at__gte=day_start, created_at__lt=day_end)
-    counts = dict(today.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
-    related = Execution.objects.select_related("job", "application", "agent")
-    running = list(related.filter(status=Status.RUNNING).order_by("started_at")[:100])
-    timeline = []
-    for execution in related.filter(started_at__lt=day_end).exclude(started_at=None).filter(
-            finished_at__gte=day_start).order_by("started_at")[:TIMELINE_LIMIT]:
-        timeline.append(_bar(execution, day_start, now))
-    for execution in running:
-        timeline.append(_bar(execution, day_start, now))
     return _page(
         request, "console/monitoring.html", "Batch Monitoring",
-        counts=[(status, counts.get(status, 0)) for status in Status.values],
-        running=[(execution, execution.long_running) for execution in running],
-        failures=related.filter(status=Status.ERROR).order_by("-finished_at")[:20],
-        activity=related.order_by("-created_at")[:30],
-        waiting=related.filter(status__in=[Status.LOADED, Status.WAITING]).order_by("created_at")[:50],
-        timeline=timeline, day=day_start, now=now,
+        day=day.date, cycle=day.cycle, cycles=Flow.objects.exclude(cycle="").order_by("cycle").values_list("cycle", flat=True)
+        .distinct(), today=timezone.localdate(), previous=day.date - timedelta(days=1),
+        next=day.date + timedelta(days=1), now=now, timeline=monitoring.timeline(day, now),
+        live_url=reverse("admin:monitoring_live"), refresh_seconds=REFRESH_SECONDS, **_sections(request, day),
     )
 
 
-def _bar(execution: Execution, day_start: datetime, now: datetime) -> dict:
-    """Where an execution's bar sits on today's 24-hour axis, in percent."""
-    day = timedelta(days=1).total_seconds()
-    start = max(execution.started_at, day_start)
-    end = min(execution.finished_at or now, day_start + timedelta(days=1))
-    left = (start - day_start).total_seconds() / day * 100
-    width = max((end - start).total_seconds() / day * 100, 0.15)
-    return {"execution": execution, "left": round(left, 3), "width": round(width, 3)}
+def monitoring_live(request):
+    """The refresh of Batch Monitoring without a reload: the sections of unfinished work (each a
+    bounded query) and the timeline's bars of executions open at the last refresh or started since
+    (`open`, `since`); with `timeline=1`, the whole timeline (when a new lane appeared)."""
+    _require(request, "engine.view_execution")
+    day = _chosen(request)
+    now = timezone.now()
+    if request.GET.get("timeline"):
+        html = render_to_string("console/_timeline.html", {"timeline": monitoring.timeline(day, now)}, request)
+        return JsonResponse({"timeline": html, "now": now.timestamp()})
+    open_ids = [int(i) for i in request.GET.get("open", "").split(",") if i.isdigit()]
+    try:
+        since = datetime.fromtimestamp(float(request.GET.get("since", "")), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        since = now
+    sections = _sections(request, day)
+    html = {name: render_to_string(f"console/_{name}.html", {**sections, "request": request}, request)
+            for name in LIVE_SECTIONS}
+    return JsonResponse({"sections": html, "bars": monitoring.updates(day, open_ids, since, now),
+                         "now": now.timestamp()})
+
+
+REFRESH_SECONDS = 10
+LIVE_SECTIONS = ["counts", "running", "failures", "waiting", "held", "activity"]
 
 
 def health(request):

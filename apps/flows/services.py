@@ -214,7 +214,7 @@ def _store_status(run: FlowRun, rows: list[Member]) -> None:
     if status != RunStatus.RUNNING and status != run.status:
         log.info("run %s of flow %s is %s", run.pk, run.flow, status)
         run.status, run.finished_at = status, finished_at
-        transaction.on_commit(lambda: flow_run_finished.send(sender=FlowRun, run=run))
+        transaction.on_commit(lambda: flow_run_finished.send(sender=FlowRun, flow_run=run))
 
 
 # --- the operator's actions on a run --------------------------------------------------------
@@ -259,7 +259,7 @@ def kill(run: FlowRun, *, by: str) -> FlowRun:
                 refused.append(f"#{execution.pk}: {exc.message}")
         audit.record(by, "kill", run, "; ".join(refused))
     run.refresh_from_db()
-    transaction.on_commit(lambda: flow_run_finished.send(sender=FlowRun, run=run))
+    transaction.on_commit(lambda: flow_run_finished.send(sender=FlowRun, flow_run=run))
     return run
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 
+from apps import audit
 from apps.spreadsheet.planning import plan_steps
 from apps.spreadsheet.planning.plan import (  # noqa: F401 (the loader's public names)
     ACTIONS, CREATE, ERROR, FLOWS, PROCESSES, UNCHANGED, UPDATE, Plan, PlanChanged, RowPlan,
@@ -49,12 +50,14 @@ def dry_run_steps(data: bytes) -> Steps[Plan]:
     return (yield from plan_steps(book))
 
 
-def load(data: bytes, progress: Progress | None = None, expect: str | None = None) -> Plan:
+def load(data: bytes, progress: Progress | None = None, expect: str | None = None, *, actor: str = "",
+         source: str = "workbook") -> Plan:
     """Read, plan and, if the plan has no problem, apply it: one transaction, all or nothing.
 
     `expect`: the fingerprint of the dry run an operator confirmed; PlanChanged (and nothing
     written) when the plan made now differs, e.g. because someone edited a job meanwhile.
-    Returns the plan, `applied` telling whether it was written.
+    A workbook that changed something goes into the audit trail as `actor`'s upload of `source` (its file name),
+    in the same transaction. Returns the plan, `applied` telling whether it was written.
     """
     book = drive(read_steps(data), progress)
     try:
@@ -66,6 +69,8 @@ def load(data: bytes, progress: Progress | None = None, expect: str | None = Non
             if plan.ok and plan.writes:
                 plan.write()
             plan.applied = plan.ok
+            if plan.applied and plan.writes:  # a load that changes nothing writes nothing, not even this
+                audit.record(actor, "upload", ("workbook", source), f"{plan.writes} row(s) written: {plan.summary()}")
     except IntegrityError:
         # Another load or an edit created the same name between our reads and our writes.
         raise PlanChanged("The stored configuration changed while the workbook was being applied: nothing was "

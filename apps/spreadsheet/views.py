@@ -186,7 +186,8 @@ def apply(request: HttpRequest, token: str) -> HttpResponse:
         raise PermissionDenied
     upload, data = _uploaded(request, token)
     try:
-        plan = loader.load(data, expect=request.POST.get("fingerprint", ""))
+        plan = loader.load(data, expect=request.POST.get("fingerprint", ""), actor=request.user.get_username(),
+                           source=upload["name"])
     except (loader.PlanChanged, WorkbookRefused) as exc:
         messages.error(request, str(exc))
         return redirect(reverse("admin:spreadsheet_preview", args=[token]))

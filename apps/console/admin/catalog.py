@@ -25,6 +25,7 @@ from apps.catalog.models import (
 from apps.console.admin.base import BatchModelAdmin
 from apps.console.admin.flows import coloured, start_run_view
 from apps.flows.graph import flow_graph
+from apps.console.reports import job_report
 from apps.engine import services
 from apps.engine.models import Execution, Trigger
 from apps.errors import BatchError
@@ -46,10 +47,12 @@ class ApplicationAdmin(BatchModelAdmin):
 
     @admin.action(description="Enable selected applications", permissions=["change"])
     def enable(self, request, queryset):
+        self.audit_each(request, queryset, "enable")
         self.message_user(request, f"Enabled {queryset.update(enabled=True)} applications.")
 
     @admin.action(description="Disable selected applications", permissions=["change"])
     def disable(self, request, queryset):
+        self.audit_each(request, queryset, "disable")
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} applications.")
 
 
@@ -264,13 +267,17 @@ class JobDefinitionAdmin(BatchModelAdmin):
 
     @admin.action(description="Enable selected jobs", permissions=["change"])
     def enable(self, request, queryset):
+        self.audit_each(request, queryset, "enable")
         self.message_user(request, f"Enabled {queryset.update(enabled=True)} jobs.")
 
     @admin.action(description="Disable selected jobs", permissions=["change"])
     def disable(self, request, queryset):
+        self.audit_each(request, queryset, "disable")
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} jobs.")
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and self.has_trigger_permission(request):
             context["trigger_url"] = reverse("admin:catalog_jobdefinition_trigger", args=[obj.pk])
+        if obj is not None:
+            context["report"] = job_report(obj)
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -16,22 +16,13 @@ from django.views.decorators.http import require_POST
 
 from apps.console.admin.base import BatchModelAdmin
 from apps.console.admin.engine import STATUS_COLOURS
-from apps.engine import services as engine
-from apps.engine.models import Execution
+from apps.console.operations import offered
 from apps.errors import BatchError
 from apps.flows import services as flows
 from apps.flows.graph import flow_graph
 from apps.flows.models import FlowRun, RunStatus
 
 RUN_COLOURS = {RunStatus.RUNNING: "#1565c0", RunStatus.COMPLETED: "#2e7d32", RunStatus.ERROR: "#c62828"}
-# The actions an operator takes on one execution from its run's page: service, permission.
-EXECUTION_ACTIONS = {
-    "restart": (engine.restart, "engine.restart_execution"),
-    "skip": (engine.skip, "engine.skip_execution"),
-    "hold": (engine.hold, "engine.hold_execution"),
-    "release": (engine.release, "engine.release_execution"),
-    "kill": (engine.kill, "engine.kill_execution"),
-}
 
 
 def coloured(graph):
@@ -93,21 +84,17 @@ class FlowRunAdmin(BatchModelAdmin):
         return [
             path("<int:pk>/run/<str:action>/", self.admin_site.admin_view(require_POST(self.run_action)),
                  name="flows_flowrun_action"),
-            path("<int:pk>/executions/<int:execution>/<str:action>/",
-                 self.admin_site.admin_view(require_POST(self.execution_action)),
-                 name="flows_flowrun_execution_action"),
         ] + super().get_urls()
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
-            context.update(graph=coloured(flow_graph(obj.flow, obj)), run=obj,
-                           can_hold=self.has_hold_permission(request), can_kill=self.has_kill_permission(request),
-                           can=self._execution_permissions(request))
+            graph = coloured(flow_graph(obj.flow, obj))
+            for process in graph.processes:  # the buttons of each job's latest execution, as everywhere
+                for job in process.jobs:
+                    job.operations = offered(job.execution, request.user) if job.execution and obj.is_open else []
+            context.update(graph=graph, run=obj, can_hold=self.has_hold_permission(request),
+                           can_kill=self.has_kill_permission(request))
         return super().render_change_form(request, context, add, change, form_url, obj)
-
-    @staticmethod
-    def _execution_permissions(request) -> dict[str, bool]:
-        return {name: request.user.has_perm(permission) for name, (_, permission) in EXECUTION_ACTIONS.items()}
 
     @staticmethod
     def _back(pk: int):
@@ -123,19 +110,6 @@ class FlowRunAdmin(BatchModelAdmin):
             raise PermissionDenied
         self._report(request, lambda: operation(get_object_or_404(FlowRun, pk=pk), by=request.user.get_username()),
                      f"Run {pk}: {action} done.")
-        return self._back(pk)
-
-    def execution_action(self, request: HttpRequest, pk: int, execution: int, action: str):
-        """Restart, skip, hold, release or kill one execution of the run, from the run's page."""
-        if action not in EXECUTION_ACTIONS:
-            return self._back(pk)
-        operation, permission = EXECUTION_ACTIONS[action]
-        if not request.user.has_perm(permission):
-            raise PermissionDenied
-        target = get_object_or_404(Execution.objects.select_related("job__custom_type", "job__process__flow",
-                                                                    "application"), pk=execution, flow_run_id=pk)
-        self._report(request, lambda: operation(target, by=request.user.get_username()),
-                     f"{target.job.name}: {action} done.")
         return self._back(pk)
 
     def _report(self, request, operation, done: str) -> None:

@@ -17,6 +17,7 @@ from django.db import close_old_connections
 from apps.agents import services as agents
 from apps.agents.models import AgentKind
 from apps.engine import leases, polling
+from apps.scheduling import periodic
 from apps.scheduling import services as scheduling
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Command(BaseCommand):
         leases.recover_lost()
         leases.hand_out_due()
         polling.claim_due_polls()
+        periodic.run_due()
 
     @staticmethod
     def _nap(until_tick: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -25,7 +26,8 @@ class Command(BaseCommand):
         try:
             check_size(path.stat().st_size)
             data = path.read_bytes()
-            plan = loader.dry_run(data) if dry_run else loader.load(data)
+            plan = loader.dry_run(data) if dry_run else loader.load(data, actor=f"cli:{getpass.getuser()}",
+                                                                     source=path.name)
         except WorkbookRefused as exc:
             raise CommandError(f"{file}: {exc}") from None
         for warning in plan.warnings:
