@@ -99,3 +99,19 @@ def test_a_flow_schedule_is_made_in_the_schedule_admin_and_its_fires_show_their_
     scheduling.fire_due(schedule.next_fire_at + timedelta(seconds=1))
     page = admin_client_logged.get(reverse("admin:scheduling_schedule_change", args=[schedule.pk])).content.decode()
     assert f"run #{FlowRun.objects.get().pk}" in page
+
+
+def test_monitoring_shows_a_tile_per_flow_with_its_run_for_the_date(admin_client_logged, flow, app, handed_out):
+    Flow.objects.create(application=app, name="Weekly", cycle="Weekly")
+    run = flows.start_run(flow)
+    for pk in list(dict.fromkeys(handed_out)):
+        tasks.start_execution(pk)  # extract_items fails: nothing more can run
+    page = admin_client_logged.get(reverse("admin:monitoring")).content.decode()
+    assert re.search(r'data-flow="Nightly" data-state="error"', page)
+    assert re.search(r'data-flow="Weekly" data-state="not started"', page)
+    assert "0 of 2 jobs" in page and reverse("admin:flows_flowrun_change", args=[run.pk]) in page
+    flows.hold(run, by="ada")
+    live = admin_client_logged.get(reverse("admin:monitoring_live")).json()
+    assert 'data-state="held"' in live["sections"]["flows"]
+    other_day = admin_client_logged.get(reverse("admin:monitoring") + "?date=2020-01-01").content.decode()
+    assert re.search(r'data-flow="Nightly" data-state="not started"', other_day)

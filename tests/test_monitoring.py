@@ -127,7 +127,7 @@ def test_the_live_refresh_reads_only_open_and_new_executions(admin_client_logged
     fresh = run(make_job("fresh"), Status.RUNNING, started_min_ago=0)
     answer = admin_client_logged.get(LIVE, {"open": f"{night['long'].pk}", "since": since.timestamp()}).json()
     assert sorted(bar["id"] for bar in answer["bars"]) == sorted([night["long"].pk, fresh.pk])
-    assert set(answer["sections"]) == {"counts", "running", "failures", "waiting", "held", "activity"}
+    assert set(answer["sections"]) == {"flows", "counts", "running", "failures", "waiting", "held", "activity"}
     assert "Running now (2)" in answer["sections"]["running"]
     timeline = admin_client_logged.get(LIVE, {"timeline": 1}).json()["timeline"]
     assert f'data-id="{fresh.pk}"' in timeline

@@ -46,6 +46,7 @@ def _sections(request, day: monitoring.Day) -> dict:
     user = request.user
     return {
         "counts": monitoring.counts(day),
+        "tiles": monitoring.flow_tiles(day),
         "running": monitoring.running(day, user),
         "failures": monitoring.failures(day, user),
         "waiting": monitoring.waiting(day, user),
@@ -99,7 +100,7 @@ def monitoring_live(request):
 
 
 REFRESH_SECONDS = 10
-LIVE_SECTIONS = ["counts", "running", "failures", "waiting", "held", "activity"]
+LIVE_SECTIONS = ["flows", "counts", "running", "failures", "waiting", "held", "activity"]
 
 
 def health(request):
