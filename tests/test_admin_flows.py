@@ -115,3 +115,17 @@ def test_monitoring_shows_a_tile_per_flow_with_its_run_for_the_date(admin_client
     assert 'data-state="held"' in live["sections"]["flows"]
     other_day = admin_client_logged.get(reverse("admin:monitoring") + "?date=2020-01-01").content.decode()
     assert re.search(r'data-flow="Nightly" data-state="not started"', other_day)
+
+
+def test_the_run_page_draws_the_run_in_time_with_its_critical_path_marked(admin_client_logged, flow, handed_out):
+    flow.processes.get(name="Extract").jobs.update(command="true")
+    run = flows.start_run(flow)
+    for _ in range(2):
+        for pk in list(dict.fromkeys(handed_out)):
+            handed_out.remove(pk)
+            tasks.start_execution(pk)
+    run.refresh_from_db()
+    assert run.status == "COMPLETED"
+    page = admin_client_logged.get(reverse("admin:flows_flowrun_change", args=[run.pk])).content.decode()
+    assert page.count('class="bd-lane bd-critical"') == 2 and page.count('class="bd-bar COMPLETED') == 2
+    assert "extract_items → load_items" in page

@@ -244,3 +244,26 @@ def test_a_schedule_of_a_flow_starts_a_run_and_a_fire_that_meets_an_open_run_is_
     skipped = FiredSlot.objects.get(slot=first + timedelta(seconds=60))
     assert skipped.outcome == Outcome.SKIPPED and skipped.reason.startswith("FLOW_ALREADY_RUNNING")
     assert FlowRun.objects.count() == 1
+
+
+def test_the_critical_path_is_the_chain_of_jobs_that_set_the_runs_end(diamond, handed_out):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.flows.graph import critical_path, flow_graph
+
+    run = flows.start_run(diamond)
+    for _ in range(4):
+        run_handed(handed_out)
+    # Say C's job ran long: the end of the run waited for it, not for B's two jobs.
+    t0 = timezone.now() - timedelta(minutes=10)
+    timings = {"a1": (0, 60), "b1": (60, 90), "b2": (90, 120), "c1": (60, 300), "d1": (300, 330)}
+    for job, (start, end) in timings.items():
+        run.executions.filter(job__name=job).update(started_at=t0 + timedelta(seconds=start),
+                                                    finished_at=t0 + timedelta(seconds=end))
+    assert [job.job for job in critical_path(flow_graph(diamond, run))] == ["a1", "c1", "d1"]
+    run.executions.filter(job__name="b2").update(finished_at=t0 + timedelta(seconds=310))
+    run.executions.filter(job__name="d1").update(started_at=t0 + timedelta(seconds=310),
+                                                 finished_at=t0 + timedelta(seconds=340))
+    assert [job.job for job in critical_path(flow_graph(diamond, run))] == ["a1", "b1", "b2", "d1"]

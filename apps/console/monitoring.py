@@ -152,11 +152,11 @@ class Lane:
     group: str
     y: float = 0
     bars: list[dict] = field(default_factory=list)
+    critical: bool = False  # on the chain of jobs that set its run's end
 
 
 def lane_group(execution: Execution) -> str:
-    """The heading a job's lane sits under: application, flow / process when the job has them.
-    HOOK: with flow runs, group a run's executions by the run's flow and process."""
+    """The heading a job's lane sits under: application, flow / process when the job has them."""
     process = execution.job.process
     if process is None:
         return execution.application.name
@@ -166,9 +166,14 @@ def lane_group(execution: Execution) -> str:
 def timeline(day: Day, now: datetime | None = None) -> dict:
     """The day's executions that started, as bars on one lane per job, grouped; the axis spans
     the first start to the last end (or now, while something runs), not a fixed 24 hours."""
+    return timeline_of(day.executions(), now)
+
+
+def timeline_of(executions: QuerySet, now: datetime | None = None, critical: set[int] = frozenset()) -> dict:
+    """`executions` that started, drawn as `timeline` says; the lanes of the jobs in `critical` marked."""
     now = now or timezone.now()
     # The latest TIMELINE_LIMIT of a busy day: what an operator looks at is what happened last.
-    started = list(related(day.executions().filter(started_at__isnull=False))
+    started = list(related(executions.filter(started_at__isnull=False))
                    .order_by("-started_at", "-id")[:TIMELINE_LIMIT])[::-1]
     if not started:
         return {"lanes": [], "bars": 0}
@@ -182,7 +187,8 @@ def timeline(day: Day, now: datetime | None = None) -> dict:
     link = reverse("admin:engine_execution_change", args=[0]).replace("/0/", "/{}/")
     for execution in started:
         key = f"job-{execution.job_id}"
-        lane = lanes.setdefault(key, Lane(key, execution.job.name, lane_group(execution)))
+        lane = lanes.setdefault(key, Lane(key, execution.job.name, lane_group(execution),
+                                          critical=execution.job_id in critical))
         ended = f"{timezone.localtime(execution.finished_at):%H:%M:%S}" if execution.finished_at else "now"
         lane.bars.append({"id": execution.pk, "status": execution.status, "href": link.format(execution.pk),
                           "title": f"#{execution.pk} {execution.job.name} {execution.status} "

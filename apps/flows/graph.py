@@ -114,3 +114,33 @@ def _lay_out(graph: Graph) -> None:
         process.layer = layer_of(process.name)
         process.row = rows.get(process.layer, 0)
         rows[process.layer] = process.row + 1
+
+
+def critical_path(graph: Graph) -> list[JobNode]:
+    """The chain of jobs that set the run's end, from its first job to its last: start from the job
+    whose latest execution ended last (or still runs), then step back each time to what it waited for
+    that ended last (the job before it in its process, else a job of a predecessor process)."""
+    by_name = {p.name: p for p in graph.processes}
+    ended = [(p, j) for p in graph.processes for j in p.jobs if j.execution and j.execution.started_at]
+    if not ended:
+        return []
+    far_future = ended[0][1].execution.started_at.replace(year=9999)
+
+    def end_of(job: JobNode):
+        return job.execution.finished_at or far_future
+
+    process, job = max(ended, key=lambda pair: end_of(pair[1]))
+    chain = [job]
+    while True:
+        before = [(process, j) for j in process.jobs if j.sequence < job.sequence]
+        if before:
+            top = max(j.sequence for _, j in before)
+            waited = [(process, j) for _, j in before if j.sequence == top]
+        else:
+            waited = [(by_name[name], j) for name in process.predecessors if name in by_name
+                      for j in by_name[name].jobs]
+        waited = [(p, j) for p, j in waited if j.execution and j.execution.finished_at]
+        if not waited:
+            return chain[::-1]
+        process, job = max(waited, key=lambda pair: end_of(pair[1]))
+        chain.append(job)

@@ -16,10 +16,11 @@ from django.views.decorators.http import require_POST
 
 from apps.console.admin.base import BatchModelAdmin
 from apps.console.admin.engine import STATUS_COLOURS
+from apps.console.monitoring import timeline_of
 from apps.console.operations import offered
 from apps.errors import BatchError
 from apps.flows import services as flows
-from apps.flows.graph import flow_graph
+from apps.flows.graph import critical_path, flow_graph
 from apps.flows.models import FlowRun, RunStatus
 
 RUN_COLOURS = {RunStatus.RUNNING: "#1565c0", RunStatus.COMPLETED: "#2e7d32", RunStatus.ERROR: "#c62828"}
@@ -92,8 +93,11 @@ class FlowRunAdmin(BatchModelAdmin):
             for process in graph.processes:  # the buttons of each job's latest execution, as everywhere
                 for job in process.jobs:
                     job.operations = offered(job.execution, request.user) if job.execution and obj.is_open else []
+            chain = critical_path(graph)
             context.update(graph=graph, run=obj, can_hold=self.has_hold_permission(request),
-                           can_kill=self.has_kill_permission(request))
+                           can_kill=self.has_kill_permission(request), critical=[job.job for job in chain],
+                           timeline=timeline_of(obj.executions.all(),
+                                                critical={job.execution.job_id for job in chain}))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     @staticmethod
