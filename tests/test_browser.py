@@ -267,3 +267,39 @@ def test_a_viewer_sees_every_page_and_no_action_that_writes(vic):
         assert offered == [], f"{name} offers a viewer {offered}"
         assert vic.locator("a.addlink, a.deletelink, select[name=action]").count() == 0, name
         shot(vic, f"viewer-{name}")
+
+
+def test_it_starts_a_flow_run_watches_it_on_monitoring_and_restarts_its_failure(ada, tmp_path):
+    """A run started from its flow's page; its tile on Batch Monitoring moves by itself; its failed
+    job (failing on its first try only) is restarted from the run's page and the run completes."""
+    from apps.catalog.models import Flow, Process
+    from apps.flows.models import FlowRun
+
+    application, _ = Application.objects.get_or_create(name="BROWSER")
+    flow = Flow.objects.create(application=application, name="Browser close", cycle="Nightly")
+    first, second = (Process.objects.create(flow=flow, name=name) for name in ("Prepare", "Close"))
+    second.predecessors.add(first)
+    marker = tmp_path / "tried-once"
+    job("browser_prepare", "sleep 1; echo prepared", process=first)
+    job("browser_close", f"test -f {marker} || {{ touch {marker}; echo first try fails; exit 5; }}; echo closed",
+        process=second)
+    ada.goto(change_page(flow))
+    ada.click("button[name=start]")
+    ada.wait_for_selector("#flow-run")
+    run = FlowRun.objects.get(flow=flow)
+    ada.goto("/admin/monitoring/")
+    tile = ada.locator("[data-flow='Browser close']")
+    tile.wait_for()
+    ada.wait_for_selector("[data-flow='Browser close'][data-state='error']", timeout=30_000)  # no reload
+    assert "1 of 2 jobs" in tile.text_content()
+    shot(ada, "monitoring-flow")
+    ada.goto(change_page(run))
+    ada.wait_for_selector("svg.bd-graph [data-process='Close'][data-status='ERROR']")
+    shot(ada, "flow-run")
+    ada.click("tr[data-job='browser_close'] button[name=restart]")
+    wait_for(lambda: FlowRun.objects.filter(pk=run.pk, status="COMPLETED").exists(), timeout=30,
+             message="the run to complete after the restart")
+    ada.goto("/admin/monitoring/")
+    ada.wait_for_selector("[data-flow='Browser close'][data-state='completed']")
+    ada.goto(change_page(run))
+    assert ada.locator("svg.bd-graph [data-status='COMPLETED']").count() == 2
