@@ -244,3 +244,38 @@ def test_a_schedule_of_a_flow_starts_a_run_and_a_fire_that_meets_an_open_run_is_
     skipped = FiredSlot.objects.get(slot=first + timedelta(seconds=60))
     assert skipped.outcome == Outcome.SKIPPED and skipped.reason.startswith("FLOW_ALREADY_RUNNING")
     assert FlowRun.objects.count() == 1
+
+
+@pytest.mark.postgres
+def test_a_step_reads_a_new_runs_rows_in_linear_work_on_postgres(app, handed_out):
+    """Each job's latest execution in a run, read on rows PostgreSQL has no statistics for yet (a run
+    just started): a NOT EXISTS (newer row) was planned as a nested loop over the whole run for every
+    row, a million rows visited per step of a 1,000-job run."""
+    import json
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.catalog.models import JobDefinition
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's planner")
+    flow = Flow.objects.create(application=app, name="Wide")
+    processes = Process.objects.bulk_create([Process(flow=flow, name=f"P{i}") for i in range(10)])
+    JobDefinition.objects.bulk_create([JobDefinition(name=f"w{i}", application=app, job_type="DUMMY", command="",
+                                                     process=processes[i % 10]) for i in range(1000)])
+    run = flows.start_run(flow)
+    with CaptureQueriesContext(connection) as captured:
+        rows = flows.members(run)
+    assert len(rows) == 1000
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + captured.captured_queries[-1]["sql"])
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    def visited(node: dict) -> float:
+        here = node.get("Actual Rows", 0) * node.get("Actual Loops", 1) + node.get("Rows Removed by Join Filter", 0) \
+            + node.get("Rows Removed by Filter", 0)
+        return here + sum(visited(child) for child in node.get("Plans", []))
+
+    assert visited(plan[0]["Plan"]) < 20 * len(rows)

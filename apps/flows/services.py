@@ -17,7 +17,7 @@ from datetime import date
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Max
 from django.utils import timezone
 
 from apps import audit
@@ -110,9 +110,14 @@ class Member:
 
 
 def latest_executions(run: FlowRun):
-    """Each job's latest execution in the run (a retry or a restart adds a newer one)."""
-    newer = Execution.objects.filter(flow_run_id=run.pk, job_id=OuterRef("job_id"), pk__gt=OuterRef("pk"))
-    return Execution.objects.filter(flow_run_id=run.pk).exclude(Exists(newer))
+    """Each job's latest execution in the run (a retry or a restart adds a newer one).
+
+    The newest id per job, grouped: linear in the run's rows whatever PostgreSQL knows of them. A
+    NOT EXISTS (newer row of the job) was planned, on a run's fresh rows with no statistics yet, as
+    a nested loop over the whole run for every row: a million rows visited per step of a 1,000-job run."""
+    newest = (Execution.objects.filter(flow_run_id=run.pk).order_by().values("job_id")
+              .annotate(newest=Max("pk")).values("newest"))
+    return Execution.objects.filter(pk__in=newest).order_by()
 
 
 def members(run: FlowRun) -> list[Member]:
