@@ -246,6 +246,35 @@ def test_a_schedule_of_a_flow_starts_a_run_and_a_fire_that_meets_an_open_run_is_
     assert FlowRun.objects.count() == 1
 
 
+def test_an_end_does_not_hand_out_again_what_its_run_has_handed_out(diamond, handed_out):
+    """A finish wakes the executions a claim held back (lock group, throttle); the ones its run has
+    just handed out are WAITING too but already on their way: queued again, they only fill the
+    queue (19 start tasks a job in a run of 1,000 jobs)."""
+    run = flows.start_run(diamond)
+    run_handed(handed_out)  # a1 ends: b1 and c1 are handed out
+    b1 = run.executions.get(job__name="b1")
+    handed_out.clear()
+    tasks.start_execution(b1.pk)  # b1 ends while c1 still waits for a worker
+    assert handed_out == [run.executions.get(job__name="b2").pk]
+
+
+def test_what_a_run_hands_out_is_handed_out_again_only_when_its_lease_runs_out(diamond, handed_out, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.engine import leases
+
+    run = flows.start_run(diamond)
+    a1 = run.executions.get(job__name="a1")
+    lease = settings.BATCHDESK["DISPATCH_LEASE_SECONDS"]
+    assert a1.next_check_at > timezone.now() + timedelta(seconds=lease - 5)
+    handed_out.clear()
+    assert leases.hand_out_due() == 0  # its start task is queued: the dispatcher leaves it be
+    Execution.objects.filter(pk=a1.pk).update(next_check_at=timezone.now() - timedelta(seconds=1))  # lost
+    assert leases.hand_out_due() == 1 and handed_out == [a1.pk]
+
+
 @pytest.mark.postgres
 def test_a_step_reads_a_new_runs_rows_in_linear_work_on_postgres(app, handed_out):
     """Each job's latest execution in a run, read on rows PostgreSQL has no statistics for yet (a run

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -181,8 +181,10 @@ def _hand_out(run: FlowRun, ready: list[Member]) -> None:
     if not ready:
         return
     pks = [row.pk for row in ready]
+    # A lease like a trigger's: the dispatcher hands one out again only if its start task was lost.
+    lease = timezone.now() + timedelta(seconds=lifecycle.setting("DISPATCH_LEASE_SECONDS"))
     Execution.objects.filter(pk__in=pks, awaits_flow=True).update(awaits_flow=False, waiting_reason="",
-                                                                  next_check_at=timezone.now())
+                                                                  next_check_at=lease)
     for row in ready:
         row.awaits_flow = False
     startable = [row.pk for row in ready if row.status in PENDING]  # a HELD one waits for its release
