@@ -168,6 +168,8 @@ def test_a_released_execution_starts_when_its_turn_comes(diamond, handed_out):
 def test_a_held_run_starts_nothing_until_released(diamond, handed_out):
     run = flows.start_run(diamond)
     flows.hold(run, by="ada")
+    reasons = dict(run.executions.values_list("job__name", "waiting_reason"))
+    assert (reasons["a1"], reasons["d1"]) == ("the run is held by ada", "the run is held (waiting for process B, C)")
     assert tasks.start_execution(handed_out[0]) == "not claimed"
     handed_out.clear()
     with pytest.raises(BatchError):
@@ -308,3 +310,29 @@ def test_a_step_reads_a_new_runs_rows_in_linear_work_on_postgres(app, handed_out
         return here + sum(visited(child) for child in node.get("Plans", []))
 
     assert visited(plan[0]["Plan"]) < 20 * len(rows)
+
+
+def test_a_jobs_end_reads_only_its_process_the_ones_after_it_and_what_those_wait_for(app, make_job, handed_out,
+                                                                                     monkeypatch):
+    """A step that reads the whole run at every job's end costs a run of n jobs n² row reads, under
+    the run's lock: the steps of one run take turns, so that is the run's pace."""
+    flow = Flow.objects.create(application=app, name="Wide")
+    a, b, c = (Process.objects.create(flow=flow, name=name) for name in "ABC")
+    b.predecessors.add(a, c)
+    for name, process in (("a1", a), ("b1", b), ("c1", c)):
+        make_job(name, job_type="DUMMY", command="", process=process)
+    for i in range(20):  # unrelated work of the same run
+        make_job(f"x{i}", job_type="DUMMY", command="", process=Process.objects.create(flow=flow, name=f"X{i}"))
+    run = flows.start_run(flow)
+    read = []
+    real = flows.members
+    monkeypatch.setattr(flows, "members", lambda *args: read.append(real(*args)) or read[-1])
+    tasks.start_execution(run.executions.get(job__name="a1").pk)
+    assert sorted(row.job for row in read[-1]) == ["a1", "b1", "c1"]  # A, B after it, and C that B waits for too
+    assert run.executions.get(job__name="b1").waiting_reason == "waiting for process C"
+    tasks.start_execution(run.executions.get(job__name="c1").pk)
+    assert "b1" in names(handed_out)
+    while handed_out:
+        run_handed(handed_out)
+    assert state(run) == dict.fromkeys(["a1", "b1", "c1", *(f"x{i}" for i in range(20))], Status.COMPLETED)
+    assert run.status == RunStatus.COMPLETED
