@@ -168,6 +168,8 @@ def test_a_released_execution_starts_when_its_turn_comes(diamond, handed_out):
 def test_a_held_run_starts_nothing_until_released(diamond, handed_out):
     run = flows.start_run(diamond)
     flows.hold(run, by="ada")
+    reasons = dict(run.executions.values_list("job__name", "waiting_reason"))
+    assert (reasons["a1"], reasons["d1"]) == ("the run is held by ada", "the run is held (waiting for process B, C)")
     assert tasks.start_execution(handed_out[0]) == "not claimed"
     handed_out.clear()
     with pytest.raises(BatchError):
@@ -267,3 +269,93 @@ def test_the_critical_path_is_the_chain_of_jobs_that_set_the_runs_end(diamond, h
     run.executions.filter(job__name="d1").update(started_at=t0 + timedelta(seconds=310),
                                                  finished_at=t0 + timedelta(seconds=340))
     assert [job.job for job in critical_path(flow_graph(diamond, run))] == ["a1", "b1", "b2", "d1"]
+
+
+def test_an_end_does_not_hand_out_again_what_its_run_has_handed_out(diamond, handed_out):
+    """A finish wakes the executions a claim held back (lock group, throttle); the ones its run has
+    just handed out are WAITING too but already on their way: queued again, they only fill the
+    queue (19 start tasks a job in a run of 1,000 jobs)."""
+    run = flows.start_run(diamond)
+    run_handed(handed_out)  # a1 ends: b1 and c1 are handed out
+    b1 = run.executions.get(job__name="b1")
+    handed_out.clear()
+    tasks.start_execution(b1.pk)  # b1 ends while c1 still waits for a worker
+    assert handed_out == [run.executions.get(job__name="b2").pk]
+
+
+def test_what_a_run_hands_out_is_handed_out_again_only_when_its_lease_runs_out(diamond, handed_out, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.engine import leases
+
+    run = flows.start_run(diamond)
+    a1 = run.executions.get(job__name="a1")
+    lease = settings.BATCHDESK["DISPATCH_LEASE_SECONDS"]
+    assert a1.next_check_at > timezone.now() + timedelta(seconds=lease - 5)
+    handed_out.clear()
+    assert leases.hand_out_due() == 0  # its start task is queued: the dispatcher leaves it be
+    Execution.objects.filter(pk=a1.pk).update(next_check_at=timezone.now() - timedelta(seconds=1))  # lost
+    assert leases.hand_out_due() == 1 and handed_out == [a1.pk]
+
+
+@pytest.mark.postgres
+def test_a_step_reads_a_new_runs_rows_in_linear_work_on_postgres(app, handed_out):
+    """Each job's latest execution in a run, read on rows PostgreSQL has no statistics for yet (a run
+    just started): a NOT EXISTS (newer row) was planned as a nested loop over the whole run for every
+    row, a million rows visited per step of a 1,000-job run."""
+    import json
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.catalog.models import JobDefinition
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's planner")
+    flow = Flow.objects.create(application=app, name="Wide")
+    processes = Process.objects.bulk_create([Process(flow=flow, name=f"P{i}") for i in range(10)])
+    JobDefinition.objects.bulk_create([JobDefinition(name=f"w{i}", application=app, job_type="DUMMY", command="",
+                                                     process=processes[i % 10]) for i in range(1000)])
+    run = flows.start_run(flow)
+    with CaptureQueriesContext(connection) as captured:
+        rows = flows.members(run)
+    assert len(rows) == 1000
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + captured.captured_queries[-1]["sql"])
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    def visited(node: dict) -> float:
+        here = node.get("Actual Rows", 0) * node.get("Actual Loops", 1) + node.get("Rows Removed by Join Filter", 0) \
+            + node.get("Rows Removed by Filter", 0)
+        return here + sum(visited(child) for child in node.get("Plans", []))
+
+    assert visited(plan[0]["Plan"]) < 20 * len(rows)
+
+
+def test_a_jobs_end_reads_only_its_process_the_ones_after_it_and_what_those_wait_for(app, make_job, handed_out,
+                                                                                     monkeypatch):
+    """A step that reads the whole run at every job's end costs a run of n jobs n² row reads, under
+    the run's lock: the steps of one run take turns, so that is the run's pace."""
+    flow = Flow.objects.create(application=app, name="Wide")
+    a, b, c = (Process.objects.create(flow=flow, name=name) for name in "ABC")
+    b.predecessors.add(a, c)
+    for name, process in (("a1", a), ("b1", b), ("c1", c)):
+        make_job(name, job_type="DUMMY", command="", process=process)
+    for i in range(20):  # unrelated work of the same run
+        make_job(f"x{i}", job_type="DUMMY", command="", process=Process.objects.create(flow=flow, name=f"X{i}"))
+    run = flows.start_run(flow)
+    read = []
+    real = flows.members
+    monkeypatch.setattr(flows, "members", lambda *args: read.append(real(*args)) or read[-1])
+    tasks.start_execution(run.executions.get(job__name="a1").pk)
+    assert sorted(row.job for row in read[-1]) == ["a1", "b1", "c1"]  # A, B after it, and C that B waits for too
+    assert run.executions.get(job__name="b1").waiting_reason == "waiting for process C"
+    tasks.start_execution(run.executions.get(job__name="c1").pk)
+    assert "b1" in names(handed_out)
+    while handed_out:
+        run_handed(handed_out)
+    assert state(run) == dict.fromkeys(["a1", "b1", "c1", *(f"x{i}" for i in range(20))], Status.COMPLETED)
+    assert run.status == RunStatus.COMPLETED

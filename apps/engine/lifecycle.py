@@ -207,13 +207,17 @@ def _schedule_retry(failed: Execution) -> Execution:
 
 
 def _wake_waiting(ended: Execution) -> None:
-    """Hand out executions that waited for the lock group or throttle slot this one held."""
+    """Hand out executions that waited for the lock group or throttle slot this one held.
+
+    Only those a claim held back, which always says why: one that its flow has just handed out is
+    WAITING too, with no reason, and already on its way (handing it out again only fills the queue)."""
     now = timezone.now()
     related = Q(application_id=ended.application_id)
     if ended.lock_group:
         related |= Q(lock_group=ended.lock_group)
     waiting = list(
         Execution.objects.filter(related, status=Status.WAITING, awaits_flow=False)  # its flow hands those out
+        .exclude(waiting_reason="")
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
         .order_by("created_at")
         .values_list("pk", flat=True)[:20]

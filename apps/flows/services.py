@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Case, CharField, Count, Max, Q, Value, When
 from django.utils import timezone
 
 from apps import audit
@@ -100,64 +100,84 @@ class Member:
         return self.status in DONE or bool(self.skipped_in_flow)
 
     @property
-    def failed(self) -> bool:
-        return self.status == Status.ERROR and not self.skipped_in_flow
-
-    @property
     def active(self) -> bool:
         """Running, or may start as soon as a worker takes it (held work counts: an operator holds it)."""
         return self.status in (Status.RUNNING, Status.HELD) or (self.status in PENDING and not self.awaits_flow)
 
 
-def latest_executions(run: FlowRun):
-    """Each job's latest execution in the run (a retry or a restart adds a newer one)."""
-    newer = Execution.objects.filter(flow_run_id=run.pk, job_id=OuterRef("job_id"), pk__gt=OuterRef("pk"))
-    return Execution.objects.filter(flow_run_id=run.pk).exclude(Exists(newer))
+# The same rules for the database, which counts them over a run's latest executions.
+IS_DONE = Q(status__in=DONE) | ~Q(skipped_in_flow="")
+IS_FAILED = Q(status=Status.ERROR, skipped_in_flow="")
+IS_ACTIVE = Q(status__in=[Status.RUNNING, Status.HELD]) | Q(status__in=PENDING, awaits_flow=False)
 
 
-def members(run: FlowRun) -> list[Member]:
-    rows = latest_executions(run).values_list(
+def latest_executions(run: FlowRun, processes: set[int] | None = None):
+    """Each job's latest execution in the run (a retry or a restart adds a newer one); of the jobs
+    of `processes` only, when given.
+
+    The newest id per job, grouped: linear in the rows read whatever PostgreSQL knows of them. A
+    NOT EXISTS (newer row of the job) was planned, on a run's fresh rows with no statistics yet, as
+    a nested loop over the whole run for every row: a million rows visited per step of a 1,000-job run."""
+    executions = Execution.objects.filter(flow_run_id=run.pk)
+    if processes is not None:
+        executions = executions.filter(job__process_id__in=processes)
+    newest = executions.order_by().values("job_id").annotate(newest=Max("pk")).values("newest")
+    return Execution.objects.filter(pk__in=newest).order_by()
+
+
+def members(run: FlowRun, processes: set[int] | None = None) -> list[Member]:
+    """The latest execution of each job of the run, or of the jobs of `processes` only."""
+    return [Member(*row) for row in latest_executions(run, processes).values_list(
         "pk", "job_id", "job__name", "job__process_id", "job__sequence", "status", "awaits_flow", "skipped_in_flow",
-        "waiting_reason")
-    return [Member(*row) for row in rows]
+        "waiting_reason")]
 
 
-def predecessors_of(flow_id: int) -> dict[int, set[int]]:
-    """process id → the ids of the processes it waits for."""
-    links = Process.predecessors.through.objects.filter(from_process__flow_id=flow_id)
+def flow_graph(flow_id: int) -> tuple[dict[int, set[int]], dict[int, str]]:
+    """(process id → the ids of the processes it waits for, process id → name), in one query."""
     graph: dict[int, set[int]] = {}
-    for process, predecessor in links.values_list("from_process_id", "to_process_id"):
-        graph.setdefault(process, set()).add(predecessor)
-    return graph
+    names: dict[int, str] = {}
+    for process, name, predecessor in Process.objects.filter(flow_id=flow_id).order_by().values_list(
+            "pk", "name", "predecessors"):
+        names[process] = name
+        if predecessor is not None:
+            graph.setdefault(process, set()).add(predecessor)
+    return graph, names
 
 
-def step(run: FlowRun) -> None:
+def step(run: FlowRun, changed: Execution | None = None) -> None:
     """Hand out what has just become ready, refresh why the rest waits, and store the run's status.
 
-    Runs inside the transaction that changed one of the run's executions; the run's row is locked
-    first, so two executions of one run ending at once are stepped one after the other."""
+    Runs inside the transaction that changed one of the run's executions (`changed`); the run's row
+    is locked first, so two executions of one run ending at once are stepped one after the other.
+    A change can move only its own process and the processes after it: those are read (with what
+    they wait for), not the whole run, and the run's status is counted by the database. Without
+    `changed` (a start, a release, a hold) the whole run is read."""
     run = FlowRun.objects.select_for_update().select_related("flow").get(pk=run.pk)
     if not run.is_open:
         return
-    rows = members(run)
-    process_names = dict(Process.objects.filter(flow_id=run.flow_id).values_list("pk", "name"))
-    ready, reasons = _readiness(rows, predecessors_of(run.flow_id), process_names)
+    graph, names = flow_graph(run.flow_id)
+    process = changed.job.process_id if changed is not None else None
+    moved = None if process is None else {process} | {after for after, before in graph.items() if process in before}
+    read = None if moved is None else moved | {before for after in moved for before in graph.get(after, ())}
+    rows = members(run, read)
+    ready, reasons = _readiness(rows, graph, names, moved)
     if not run.held:
         _hand_out(run, [row for row in rows if row.pk in ready])
     _explain(rows, reasons, run)
-    _store_status(run, rows)
+    _store_status(run, any(row.active for row in rows))
 
 
-def _readiness(rows: list[Member], graph: dict[int, set[int]],
-               process_names: dict[int, str]) -> tuple[set[int], dict[int, str]]:
-    """(the awaiting executions that may start now, why each other awaiting one waits)."""
+def _readiness(rows: list[Member], graph: dict[int, set[int]], process_names: dict[int, str],
+               moved: set[int] | None = None) -> tuple[set[int], dict[int, str]]:
+    """(the awaiting executions that may start now, why each other awaiting one waits), for the
+    executions of the `moved` processes (default: all); `rows` hold every process they wait for."""
     by_process: dict[int, list[Member]] = {}
     for row in rows:
         by_process.setdefault(row.process_id, []).append(row)
     process_done = {process: all(row.done for row in group) for process, group in by_process.items()}
     ready, reasons = set(), {}
     for row in rows:
-        if not row.awaits_flow:
+        if not row.awaits_flow or (moved is not None and row.process_id not in moved):
             continue
         blocking = sorted(process_names.get(p, str(p)) for p in graph.get(row.process_id, ())
                           if not process_done.get(p, True))
@@ -176,8 +196,10 @@ def _hand_out(run: FlowRun, ready: list[Member]) -> None:
     if not ready:
         return
     pks = [row.pk for row in ready]
+    # A lease like a trigger's: the dispatcher hands one out again only if its start task was lost.
+    lease = timezone.now() + timedelta(seconds=lifecycle.setting("DISPATCH_LEASE_SECONDS"))
     Execution.objects.filter(pk__in=pks, awaits_flow=True).update(awaits_flow=False, waiting_reason="",
-                                                                  next_check_at=timezone.now())
+                                                                  next_check_at=lease)
     for row in ready:
         row.awaits_flow = False
     startable = [row.pk for row in ready if row.status in PENDING]  # a HELD one waits for its release
@@ -194,20 +216,27 @@ def _explain(rows: list[Member], reasons: dict[int, str], run: FlowRun) -> None:
         reason = reasons.get(row.pk)
         if reason and row.waiting_reason != reason[:300] and row.status == Status.WAITING:
             changed.setdefault(reason[:300], []).append(row.pk)
-    for reason, pks in changed.items():
-        Execution.objects.filter(pk__in=pks).update(waiting_reason=reason)
+    if changed:  # one UPDATE, whatever the number of reasons
+        Execution.objects.filter(pk__in=[pk for pks in changed.values() for pk in pks]).update(waiting_reason=Case(
+            *(When(pk__in=pks, then=Value(reason)) for reason, pks in changed.items()), output_field=CharField()))
 
 
-def _store_status(run: FlowRun, rows: list[Member]) -> None:
+def _store_status(run: FlowRun, active: bool) -> None:
     """COMPLETED once every job is done; ERROR when a job failed and nothing more can run (the run
-    stays open: a restart or a skip brings it back to RUNNING); RUNNING otherwise."""
-    now = timezone.now()
-    if all(row.done for row in rows):
-        status, finished_at = RunStatus.COMPLETED, now
-    elif any(row.failed for row in rows) and not any(row.active for row in rows):
-        status, finished_at = RunStatus.ERROR, None
-    else:
-        status, finished_at = RunStatus.RUNNING, None
+    stays open: a restart or a skip brings it back to RUNNING); RUNNING otherwise.
+
+    While anything is active (most of a run's life) it is RUNNING: `active` when the step saw so
+    in the rows it read, else one row of the run says so. The jobs are counted only when nothing
+    is active. An active execution is always its job's latest: a retry or a restart follows only
+    an ended one."""
+    status, finished_at = RunStatus.RUNNING, None
+    if not active and not Execution.objects.filter(IS_ACTIVE, flow_run_id=run.pk).exists():
+        counts = latest_executions(run).aggregate(open=Count("pk", filter=~IS_DONE), failed=Count("pk", filter=IS_FAILED))
+        if not counts["open"]:
+            status, finished_at = RunStatus.COMPLETED, timezone.now()
+        elif counts["failed"]:
+            status = RunStatus.ERROR
+        # else nothing is active and nothing failed: a held run, RUNNING
     if (status, finished_at) == (run.status, run.finished_at):
         return
     FlowRun.objects.filter(pk=run.pk).update(status=status, finished_at=finished_at)
@@ -227,6 +256,7 @@ def hold(run: FlowRun, *, by: str) -> FlowRun:
             raise _not_allowed(run, "held", "an open run that is not held")
         Execution.objects.filter(flow_run=run, status__in=PENDING, awaits_flow=False).update(
             awaits_flow=True, waiting_reason=f"the run is held by {by}"[:300], next_check_at=None)
+        step(run)  # every waiting execution says the run is held
         audit.record(by, "hold", run)
     run.refresh_from_db()
     return run

@@ -16,10 +16,10 @@ def step_on_end(sender, execution: Execution, retried: bool, **kwargs) -> None:
     if execution.status == Status.ERROR and not retried and execution.job.skip_on_error:
         # The execution keeps its ERROR; its run counts the job as done (SPEC §2a).
         Execution.objects.filter(pk=execution.pk).update(skipped_in_flow="skipped on error")
-    services.step(execution.flow_run)
+    services.step(execution.flow_run, execution)
 
 
 @receiver(execution_changed, sender=Execution, dispatch_uid="flows.step_on_change")
 def step_on_change(sender, execution: Execution, **kwargs) -> None:
     if execution.flow_run_id:
-        services.step(execution.flow_run)
+        services.step(execution.flow_run, execution)
