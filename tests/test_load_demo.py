@@ -8,6 +8,7 @@ from django.core.management import call_command
 
 from apps.catalog.models import JobDefinition, Process
 from apps.flows.models import FlowRun
+from apps.scheduling.models import Schedule
 from apps.flows.graph import flow_graph
 
 pytestmark = pytest.mark.django_db
@@ -27,3 +28,6 @@ def test_it_loads_the_demo_flow_and_starts_todays_run_once(settings, tmp_path, c
     assert run.executions.count() == JobDefinition.objects.filter(process__flow=run.flow).count() == 7
     assert JobDefinition.objects.get(name="close_load_sales").parameters.endswith("restart_outcome=COMPLETED")
     assert Process.objects.filter(flow=run.flow).count() == 5
+    assert sorted(Schedule.objects.values_list("job__name", "cron")) == [
+        ("checkpoint", "*/30 * * * * ?"), ("count_to_ten", "*/5 * * * *"), ("hello_world", "* * * * *")]
+    assert all(schedule.next_fire_at for schedule in Schedule.objects.all())

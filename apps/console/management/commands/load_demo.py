@@ -12,6 +12,8 @@ from apps.catalog.models import Application, Flow, JobDefinition, JobType, Proce
 from apps.engine.models import Trigger
 from apps.errors import BatchError
 from apps.flows import services as flows
+from apps.scheduling.models import Kind, Schedule
+from apps.scheduling.services import reschedule
 
 PASSWORD_FILE = settings.VAR_DIR / "admin-password.txt"
 
@@ -54,6 +56,8 @@ DEMO_JOBS = [
     ("close_report", "DEMO", "PYTHON", "sleep_seconds", "seconds=4",
      {"process": ("Nightly", "Daily close", "Report"), "sequence": 10}),
 ]
+# Schedules that keep the demo alive from its first minute: (job, cron).
+DEMO_SCHEDULES = [("hello_world", "* * * * *"), ("checkpoint", "*/30 * * * * ?"), ("count_to_ten", "*/5 * * * *")]
 # The demo flow's dependencies: (application, flow, process, the processes it waits for).
 DEMO_DEPENDENCIES = [
     ("DEMO", "Daily close", "Transform", ["Extract"]),
@@ -86,7 +90,11 @@ class Command(BaseCommand):
         for app, flow, process, predecessors in DEMO_DEPENDENCIES:
             waiting = Process.objects.get(flow__application__name=app, flow__name=flow, name=process)
             waiting.predecessors.add(*Process.objects.filter(flow=waiting.flow, name__in=predecessors))
-        self.stdout.write(f"Demo data: {len(apps)} applications, {len(DEMO_JOBS)} jobs.")
+        for job, cron in DEMO_SCHEDULES:
+            if not Schedule.objects.filter(job__name=job, kind=Kind.CRON, cron=cron).exists():
+                reschedule(Schedule(job=JobDefinition.objects.get(name=job), kind=Kind.CRON, cron=cron))
+        self.stdout.write(f"Demo data: {len(apps)} applications, {len(DEMO_JOBS)} jobs, "
+                          f"{len(DEMO_SCHEDULES)} schedules that fire every minute or more often.")
         self._start_todays_run()
         self._admin_login(username)
 
