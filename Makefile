@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres install demo bench clean
+.PHONY: run test test-sqlite test-postgres install demo bench clean chromium
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -30,13 +30,19 @@ run: $(STAMP)
 	@exec $(BIN)/python manage.py run_all --port $(PORT)
 
 ## make test: the layers contract, then the suite on SQLite, then again on PostgreSQL + Redis where TEST_DATABASE_URL/TEST_REDIS_URL are set.
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -p no:cacheprovider
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== again on PostgreSQL$${TEST_REDIS_URL:+ + Redis} =="; \
 		DATABASE_URL="$$TEST_DATABASE_URL" REDIS_URL="$$TEST_REDIS_URL" $(BIN)/python -m pytest -p no:cacheprovider; \
 	else echo "TEST_DATABASE_URL not set: PostgreSQL run skipped"; fi
+
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser).
+chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		{ echo "Debian's chromium is needed by the browser tests: sudo apt-get install chromium"; exit 1; }
 
 bench: $(STAMP)
 	$(BIN)/python bench/trigger_latency.py
