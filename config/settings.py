@@ -88,7 +88,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
-            "timeout": 30,
+            # How long a writer waits for the lock before "database is locked" (the fault tests shorten it).
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=30.0),
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
@@ -191,6 +192,9 @@ BATCHDESK = {
     "DISPATCH_LEASE_SECONDS": env.float("BATCHDESK_DISPATCH_LEASE_SECONDS", default=15.0),
     # A WAITING execution is woken when what it waits for ends, and rechecked after this anyway.
     "WAIT_RECHECK_SECONDS": env.float("BATCHDESK_WAIT_RECHECK_SECONDS", default=5.0),
+    # A database outage: work that must not be lost (a run's outcome, a heartbeat at start) is
+    # retried with back-off for this long before it gives up (apps/faults.py).
+    "DB_RETRY_SECONDS": env.float("BATCHDESK_DB_RETRY_SECONDS", default=600.0),
     # How often a running EXEC/PYTHON job checks for a kill request and flushes its log.
     "RUNNER_CHECK_SECONDS": env.float("BATCHDESK_RUNNER_CHECK_SECONDS", default=0.5),
     # Grace between SIGTERM and SIGKILL when a process group is killed.

@@ -23,6 +23,18 @@ from bench.harness import Processes
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql"))
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """`@pytest.mark.once`: a test whose backend does not matter (an HTTP fault, pure logic) runs in
+    the SQLite pass of `make test` and is skipped in the PostgreSQL + Redis pass, which would only
+    repeat it. The SQLite pass always runs, so no test is skipped everywhere."""
+    if not ON_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="backend-independent (@pytest.mark.once): runs in the SQLite pass")
+    for item in items:
+        if item.get_closest_marker("once"):
+            item.add_marker(skip)
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.1, message: str = ""):
     """Poll until predicate() is truthy and return its value; fail with `message` on timeout."""
     deadline = time.monotonic() + timeout

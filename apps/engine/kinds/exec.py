@@ -32,12 +32,12 @@ class ExecKind(SupervisedKind):
             env=environment(execution, job),
             start_new_session=True,
         )
-        Execution.objects.filter(pk=execution.pk).update(pid=proc.pid)
         finished = threading.Event()
         reader = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
         reader.start()
         threading.Thread(target=lambda: (proc.wait(), finished.set()), daemon=True).start()
-        reason = supervise(execution, job, log, finished, stop=lambda: kill_group(proc.pid, finished))
+        # The pid is the first thing supervise writes: a lost worker's group is found by it.
+        reason = supervise(execution, job, log, finished, stop=lambda: kill_group(proc.pid, finished), pid=proc.pid)
         proc.wait()
         reader.join(timeout=2)
         if reason:

@@ -1,4 +1,7 @@
-"""django-q2's `qcluster`, registered as an agent that beats while the cluster lives."""
+"""django-q2's `qcluster`, registered as an agent that beats while the cluster lives.
+
+A heartbeat that fails (the database did not answer) is logged and tried again on the next beat:
+the agent signs off only when the cluster stops."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from django_q.management.commands.qcluster import Command as QClusterCommand
 
 from apps.agents import services
 from apps.agents.models import AgentKind
+from apps.faults import attempt, retry_db
 
 
 class Command(QClusterCommand):
@@ -20,17 +24,21 @@ class Command(QClusterCommand):
         if options.get("cluster_name"):
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
         # Registered before the cluster forks, so that its workers inherit the agent id.
-        agent = services.register(AgentKind.CLUSTER)
+        agent = retry_db(lambda: services.register(AgentKind.CLUSTER), what="registering the cluster")
         close_old_connections()
         cluster = Cluster()
+
+        def beat() -> None:
+            services.heartbeat(agent)
+            close_old_connections()
+
         try:
             cluster.start()
             if options.get("run_once"):
                 cluster.stop()
-            beat = settings.BATCHDESK["AGENT_HEARTBEAT_SECONDS"]
+            every = settings.BATCHDESK["AGENT_HEARTBEAT_SECONDS"]
             while cluster.sentinel.is_alive():
-                services.heartbeat(agent)
-                close_old_connections()
-                cluster.sentinel.join(beat)
+                attempt(beat, what=f"heartbeat of {agent.name}")
+                cluster.sentinel.join(every)
         finally:
-            services.sign_off(agent)
+            attempt(lambda: services.sign_off(agent), what=f"signing off {agent.name}")
