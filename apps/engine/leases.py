@@ -17,6 +17,7 @@ from django.utils import timezone
 from apps.agents.models import AgentStatus
 from apps.engine import lifecycle
 from apps.engine.models import PENDING, Execution, Status
+from apps.faults import each_row
 
 
 def hand_out_due(limit: int = 500) -> int:
@@ -38,23 +39,25 @@ def hand_out_due(limit: int = 500) -> int:
     return len(due)
 
 
-def recover_lost() -> int:
+def recover_lost(limit: int = 500) -> int:
     """End runs held by a worker whose agent is offline or that stopped renewing the lease.
 
     They end in ERROR "agent lost" (and are retried as usual). A custom-type run whose
     external job has started (it has an `external_execution_id`) is held by no worker: it
     simply keeps being polled, whatever happened to the agent that started it.
     """
-    lost = (
+    lost = list(
         Execution.objects.filter(status=Status.RUNNING, external_execution_id="")
         .filter(Q(agent__status=AgentStatus.OFFLINE) | Q(next_check_at__lt=timezone.now()))
-        .select_related("job")
+        .select_related("job", "application")
+        .order_by("pk")[:limit]
     )
-    recovered = 0
-    for execution in lost:
-        _kill_orphan(execution)
-        recovered += lifecycle.finish(execution, Status.ERROR, error="agent lost")
-    return recovered
+    return each_row(lost, _recover, what="recovering lost runs", set_aside=lifecycle.set_aside)
+
+
+def _recover(execution: Execution) -> bool:
+    _kill_orphan(execution)
+    return lifecycle.finish(execution, Status.ERROR, error="agent lost")
 
 
 def _kill_orphan(execution: Execution) -> None:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
+from apps import faults
 from apps.agents.models import Agent, AgentStatus
 from apps.catalog.models import Application, Concurrency, JobDefinition
 from apps.engine.models import ACTIVE, PENDING, Execution, Status, Trigger
@@ -162,8 +163,14 @@ def finish(
         final_failure = status == Status.ERROR
         retried = final_failure and retry and execution.attempt <= execution.job.max_retries
         if retried:
-            _schedule_retry(execution)
-            final_failure = False
+            refused = _schedule_retry(execution)
+            if refused:
+                # The failure stands; a retry that cannot be made never undoes the end of the run.
+                retried = False
+                execution.error = f"{error} (not retried: {refused})"[:2000]
+                Execution.objects.filter(pk=execution.pk).update(error=execution.error)
+            else:
+                final_failure = False
         if final_failure:
             transaction.on_commit(lambda: execution_failed.send(sender=Execution, execution=execution))
         if status == Status.COMPLETED and execution.started_at:
@@ -184,9 +191,19 @@ def _count_completed(execution: Execution) -> None:
     )
 
 
-def _schedule_retry(failed: Execution) -> Execution:
+def _schedule_retry(failed: Execution) -> str:
+    """Create the retry of a failed execution; returns why there is none, or "" when there is."""
     delay = min(failed.job.retry_backoff_seconds * 2 ** (failed.attempt - 1), MAX_BACKOFF_SECONDS)
     not_before = timezone.now() + timedelta(seconds=delay)
+    try:
+        _create_retry(failed, delay, not_before)
+    except BatchError as exc:  # the forbid index: another execution of the job is active
+        log.warning("execution %s of %s is not retried: %s", failed.pk, failed.job.name, exc.message)
+        return f"{exc.code}: {exc.message}"
+    return ""
+
+
+def _create_retry(failed: Execution, delay: int, not_before) -> Execution:
     return create(
         failed.job,
         status=Status.WAITING,
@@ -217,6 +234,22 @@ def _wake_waiting(ended: Execution) -> None:
     )
     if waiting:
         transaction.on_commit(lambda: hand_out(waiting))
+
+
+def set_aside(execution: Execution, exc: Exception) -> None:
+    """End an execution that a step could not process in ERROR, with the reason. It is not retried:
+    the same fault would meet its retry. When even `finish` fails on it, the bare status change."""
+    reason = f"could not be processed: {faults.describe(exc)}"[:2000]
+    try:
+        with transaction.atomic():
+            if finish(execution, Status.ERROR, error=reason, retry=False):
+                return
+    except faults.TRANSIENT_DB_ERRORS:
+        raise
+    except Exception:
+        log.exception("execution %s could not be ended normally; ending it without its follow-ups", execution.pk)
+    Execution.objects.filter(pk=execution.pk, status__in=ACTIVE).move(
+        Status.ERROR, error=reason, finished_at=timezone.now(), next_check_at=None)
 
 
 def request_kill(execution: Execution, by: str) -> Execution:
