@@ -57,6 +57,8 @@ def recover_lost(limit: int = 500) -> int:
 
 def _recover(execution: Execution) -> bool:
     _kill_orphan(execution)
+    if execution.kill_requested_by:  # killed while its worker was gone: a kill is final, never retried
+        return lifecycle.finish(execution, Status.ERROR, error=f"killed by {execution.kill_requested_by}", retry=False)
     return lifecycle.finish(execution, Status.ERROR, error="agent lost")
 
 

@@ -89,6 +89,8 @@ def claim(execution_id: int, agent_id: int | None) -> Execution | None:
         )
         if execution is None:
             return None
+        if execution.kill_requested_by:  # killed in the same instant: the killer ends it
+            return None
         agent = Agent.objects.filter(pk=agent_id).first() if agent_id else None
         reason = _hold_back_reason(execution, agent, now)
         if not reason:
@@ -97,7 +99,8 @@ def claim(execution_id: int, agent_id: int | None) -> Execution | None:
             try:
                 # Only a lock group's unique index can refuse this; no savepoint is needed without one.
                 with transaction.atomic() if execution.lock_group else nullcontext():
-                    won = Execution.objects.filter(pk=execution_id, status__in=PENDING).move(Status.RUNNING, **running)
+                    won = Execution.objects.filter(pk=execution_id, status__in=PENDING, kill_requested_by="").move(
+                        Status.RUNNING, **running)
             except IntegrityError:
                 reason = f"lock group {execution.lock_group} is busy"
             else:

@@ -86,11 +86,14 @@ def kill(execution: Execution, *, by: str) -> Execution:
 
 
 def _kill(execution: Execution, by: str) -> Execution:
-    if execution.status in PENDING or execution.status == Status.HELD:
-        Execution.objects.filter(pk=execution.pk).update(kill_requested_by=by)
-        execution.kill_requested_by = by
-        if lifecycle.finish(execution, Status.ERROR, error=f"killed by {by}", retry=False):
-            return execution
+    if execution.status in (*PENDING, Status.HELD):
+        # Only while it is still pending: a worker may claim it this very instant, and then it is
+        # stopped like any running execution, never ended behind its runner's back.
+        with transaction.atomic():
+            if Execution.objects.filter(pk=execution.pk, status__in=[*PENDING, Status.HELD]).update(kill_requested_by=by):
+                execution.kill_requested_by = by
+                lifecycle.finish(execution, Status.ERROR, error=f"killed by {by}", retry=False)
+                return execution
         execution.refresh_from_db()
     if execution.status != Status.RUNNING:
         raise BatchError(ErrorCode.NOT_ACTIVE,

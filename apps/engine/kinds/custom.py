@@ -40,8 +40,18 @@ class CustomKind(Kind):
     # --- start --------------------------------------------------------------------------
 
     def start(self, execution: Execution) -> None:
-        """Send Start (or Restart for a restart of a started external job) and record the answer."""
+        """Send Start (or Restart for a restart of a started external job) and record the answer.
+
+        A kill that lands between the claim and Start sends no Start at all; one that lands while
+        Start is in flight, or a row that moved on meanwhile, meets the answer: the external job it
+        started is killed at once (`_started_for`)."""
         endpoint = endpoint_of(execution)
+        row = Execution.objects.filter(pk=execution.pk).values_list("status", "kill_requested_by").first()
+        if row is None or row[0] != Status.RUNNING:
+            return
+        if row[1]:
+            end(execution, Status.ERROR, error=f"killed by {row[1]}", retry=False)
+            return
         body = start_body(execution)
         call = "start"
         failed = execution.restart_of
@@ -57,12 +67,19 @@ class CustomKind(Kind):
         if not external_id:
             end(execution, Status.ERROR, error=f"{call}: the answer has no executionId", log_text=describe(answer))
             return
-        Execution.objects.filter(pk=execution.pk, status=Status.RUNNING).update(
+        recorded = Execution.objects.filter(pk=execution.pk, status=Status.RUNNING).update(
             external_execution_id=external_id[:200],
             execution_info=describe(answer.get("executionInfo")),
             next_check_at=timezone.now() + timedelta(seconds=endpoint.poll_interval),
         )
-        execution.external_execution_id = external_id
+        execution.external_execution_id = external_id[:200]
+        if not recorded:
+            _started_for_a_row_that_moved_on(execution, endpoint)
+            return
+        killed_by = Execution.objects.filter(pk=execution.pk).values_list("kill_requested_by", flat=True).first()
+        if killed_by and endpoint.defines("kill"):  # killed while Start was in flight
+            deliver_kill(execution, endpoint, killed_by)
+            return
         if not ended(execution, endpoint, answer):
             note_unknown_status(execution, answer)  # its first poll is booked above
 
@@ -74,6 +91,9 @@ class CustomKind(Kind):
         if _timed_out(execution):
             _stop_external(execution, endpoint)
             end(execution, Status.ERROR, error="timeout", fetch_from=endpoint)
+            return None
+        if execution.kill_requested_by and endpoint.defines("kill"):  # a kill recorded, not yet delivered
+            deliver_kill(execution, endpoint, execution.kill_requested_by)
             return None
         try:
             answer = request(endpoint, "status", "GET", query=identity(execution))
@@ -90,8 +110,8 @@ class CustomKind(Kind):
         if not endpoint.defines("kill"):
             raise BatchError(ErrorCode.NOT_KILLABLE, f"Kill is not defined for job type {endpoint.name}")
         if not execution.external_execution_id:
-            raise BatchError(ErrorCode.NOT_KILLABLE,
-                             f"Execution {execution.pk} has no external execution to kill yet; try again.")
+            # Start has not been answered yet: the request stands, and Start's answer is killed at once.
+            return lifecycle.request_kill(execution, by)
         try:
             request(endpoint, "kill", "POST", body=identity(execution))
         except CallFailed as exc:
@@ -118,6 +138,42 @@ class CustomKind(Kind):
             last_check_at=result.checked_at, last_check_up=result.up, last_check_error=result.error
         )
         return result
+
+
+def deliver_kill(execution: Execution, endpoint: Endpoint, by: str) -> bool:
+    """Deliver a kill that was recorded (`kill_requested_by`) rather than made at once: call Kill and
+    end the execution in ERROR, not retried. A Kill that fails is noted in the log and tried again
+    at the next poll, booked here."""
+    try:
+        request(endpoint, "kill", "POST", body=identity(execution))
+    except CallFailed as exc:
+        append_log(execution, f"kill requested by {by} failed, tried again at the next poll: {exc.reason}\n")
+        Execution.objects.filter(pk=execution.pk, status=Status.RUNNING).update(
+            next_check_at=timezone.now() + timedelta(seconds=endpoint.poll_interval))
+        return False
+    end(execution, Status.ERROR, error=f"killed by {by}", fetch_from=endpoint, retry=False)
+    return True
+
+
+def _started_for_a_row_that_moved_on(execution: Execution, endpoint: Endpoint) -> None:
+    """Start was answered after its execution had ended (its worker taken for lost, a kill, a
+    timeout): the external job it started must not run unseen. It is killed at once through Kill;
+    without a Kill endpoint (or when Kill fails) the log names it as an orphan with its id."""
+    external_id = execution.external_execution_id
+    Execution.objects.filter(pk=execution.pk, external_execution_id="").update(external_execution_id=external_id)
+    if endpoint.defines("kill"):
+        try:
+            request(endpoint, "kill", "POST", body=identity(execution))
+        except CallFailed as exc:
+            note = f"could not be killed ({exc.reason}): it may still run in {endpoint.name}"
+        else:
+            note = "killed through Kill"
+    else:
+        note = f"could not be killed (job type {endpoint.name} defines no Kill): it may still run there"
+    log.warning("execution %s: Start answered after it had ended; external execution %s %s",
+                execution.pk, external_id, note)
+    append_log(execution, f"[batchdesk] Start was answered after this execution had ended: orphan external "
+                          f"execution {external_id} {note}\n")
 
 
 def endpoint_of(execution: Execution) -> Endpoint:
