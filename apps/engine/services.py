@@ -56,8 +56,8 @@ def trigger(
 
     with transaction.atomic():
         if job.concurrency == Concurrency.REPLACE:
-            for running in Execution.objects.active().filter(job=job):
-                kill(running, by=f"a replacing {trigger} trigger")
+            for active in Execution.objects.active().filter(job=job):
+                _replace(active, by=f"a replacing {trigger} trigger")
         execution = lifecycle.create(
             job,
             parameters=merged,
@@ -99,6 +99,17 @@ def _kill(execution: Execution, by: str) -> Execution:
         raise BatchError(ErrorCode.NOT_ACTIVE,
                          f"Execution {execution.pk} is {execution.status}; only active executions can be killed.")
     return kinds.of(execution.job).kill(execution, by)
+
+
+def _replace(execution: Execution, by: str) -> None:
+    """Inside the replacing trigger's transaction only the intent is recorded: a pending execution
+    ends at once (a row change); a running one is asked to stop, and its kind sends any request
+    after the commit."""
+    if execution.status != Status.RUNNING:
+        _kill(execution, by)
+    else:
+        kinds.of(execution.job).request_kill(execution, by)
+    audit.record(by, "kill", execution)
 
 
 def restart(execution: Execution, *, by: str) -> Execution:

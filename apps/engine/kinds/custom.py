@@ -11,6 +11,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from apps.catalog.models import JobKind, JobType
@@ -120,6 +121,14 @@ class CustomKind(Kind):
         execution.refresh_from_db()
         return execution
 
+    def request_kill(self, execution: Execution, by: str) -> None:
+        """Record the kill; Kill is sent once the transaction commits (and, should that fail, at the
+        execution's next poll). Refused, like a kill, when the type defines no Kill."""
+        if not endpoint_of(execution).defines("kill"):
+            raise BatchError(ErrorCode.NOT_KILLABLE, f"Kill is not defined for job type {execution.job.job_type}")
+        lifecycle.request_kill(execution, by)
+        transaction.on_commit(lambda: _deliver_after_commit(execution.pk, by))
+
     def fetch_log(self, execution: Execution) -> Execution:
         """Fetch the external log now and store it with the execution (the on-demand Log call)."""
         text = external_log(execution, endpoint_of(execution))
@@ -153,6 +162,19 @@ def deliver_kill(execution: Execution, endpoint: Endpoint, by: str) -> bool:
         return False
     end(execution, Status.ERROR, error=f"killed by {by}", fetch_from=endpoint, retry=False)
     return True
+
+
+def _deliver_after_commit(execution_id: int, by: str) -> None:
+    """Send a recorded kill now; a failure is only logged (the next poll tries again): it must never
+    turn the committed operation that asked for it into an error."""
+    execution = (Execution.objects.select_related("job__custom_type", "job__process__flow", "application")
+                 .filter(pk=execution_id, status=Status.RUNNING).exclude(external_execution_id="").first())
+    if execution is None:  # ended meanwhile, or Start not answered yet (its answer is killed at once)
+        return
+    try:
+        deliver_kill(execution, endpoint_of(execution), by)
+    except Exception:
+        log.exception("execution %s: the kill requested by %s is left to its next poll", execution_id, by)
 
 
 def _started_for_a_row_that_moved_on(execution: Execution, endpoint: Endpoint) -> None:
