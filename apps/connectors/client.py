@@ -193,7 +193,9 @@ def system_check(endpoint: Endpoint) -> CheckResult:
 
 
 def describe(data: Any) -> str:
-    """executionInfo as stored text, whatever JSON type the system sent."""
+    """A value from an answer (executionInfo, executionId) as stored text, whatever JSON type the
+    system sent. A NUL character, which PostgreSQL text refuses, becomes U+FFFD."""
     if data is None:
         return ""
-    return data if isinstance(data, str) else json.dumps(data, sort_keys=True)
+    text = data if isinstance(data, str) else json.dumps(data, sort_keys=True)
+    return text.replace("\x00", "\ufffd")

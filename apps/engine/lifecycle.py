@@ -154,9 +154,12 @@ def finish(
     retry: bool = True,
 ) -> bool:
     """End an execution; schedule its retry or announce its final failure. False if it had already ended."""
+    # A NUL character (from a job's output or an external answer) is refused by PostgreSQL text.
+    error = error.replace("\x00", "\ufffd")
     fields = {"finished_at": timezone.now(), "error": error, "exit_code": exit_code, "warning": warning, "next_check_at": None}
     if log_text is not None:
-        fields.update(log=log_text, log_bytes=log_bytes if log_bytes is not None else len(log_text.encode()))
+        fields.update(log=log_text.replace("\x00", "\ufffd"),
+                      log_bytes=log_bytes if log_bytes is not None else len(log_text.encode()))
     with transaction.atomic():
         if not Execution.objects.filter(pk=execution.pk, status__in=ACTIVE).move(status, **fields):
             return False
@@ -239,10 +242,10 @@ def _wake_waiting(ended: Execution) -> None:
         transaction.on_commit(lambda: hand_out(waiting))
 
 
-def set_aside(execution: Execution, exc: Exception) -> None:
+def set_aside(execution: Execution, exc: Exception, what: str = "could not be processed") -> None:
     """End an execution that a step could not process in ERROR, with the reason. It is not retried:
     the same fault would meet its retry. When even `finish` fails on it, the bare status change."""
-    reason = f"could not be processed: {faults.describe(exc)}"[:2000]
+    reason = f"{what}: {faults.describe(exc)}"[:2000]
     try:
         with transaction.atomic():
             if finish(execution, Status.ERROR, error=reason, retry=False):

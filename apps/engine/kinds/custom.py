@@ -64,7 +64,7 @@ class CustomKind(Kind):
         except CallFailed as exc:
             end(execution, Status.ERROR, error=exc.reason, log_text=_failure_log(exc))
             return
-        external_id = str(answer.get("executionId") or "").strip()
+        external_id = describe(answer.get("executionId") or "").strip()
         if not external_id:
             end(execution, Status.ERROR, error=f"{call}: the answer has no executionId", log_text=describe(answer))
             return
@@ -198,8 +198,18 @@ def _started_for_a_row_that_moved_on(execution: Execution, endpoint: Endpoint) -
                           f"execution {external_id} {note}\n")
 
 
+class Unpollable(Exception):
+    """The execution's job is no longer of a custom type: nothing says where to follow it."""
+
+
 def endpoint_of(execution: Execution) -> Endpoint:
-    return execution.job.custom_type.endpoint(execution.application)
+    """How to reach the execution's external system; raises Unpollable when its job's type was
+    edited since it started, ValueError when the type's secret no longer decrypts."""
+    job = execution.job
+    if job.custom_type is None:
+        raise Unpollable(f"job {job.name} is now of type {job.job_type}: its external execution "
+                         f"{execution.external_execution_id or '(none yet)'} can no longer be followed")
+    return job.custom_type.endpoint(execution.application)
 
 
 def identity(execution: Execution) -> dict[str, str]:
