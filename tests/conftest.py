@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from apps.catalog.models import Application, JobDefinition
 from apps.catalog.roles import ADMINISTRATOR, VIEWER
+from apps.connectors.client import forget_systems
 from apps.connectors.oauth import tokens
 from bench.harness import Processes
 
@@ -49,10 +50,13 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
 
 @pytest.fixture(autouse=True)
 def fresh_tokens():
-    """No OAuth token cached by one test is reused by the next (the cache is per process)."""
+    """No OAuth token cached by one test is reused by the next, nor what one test learnt of a
+    system's answers (both are per process)."""
     tokens.clear()
+    forget_systems()
     yield
     tokens.clear()
+    forget_systems()
 
 
 @pytest.fixture(autouse=True)

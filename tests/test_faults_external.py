@@ -151,3 +151,162 @@ def test_a_nul_byte_in_an_answer_holds_back_neither_its_execution_nor_its_batch(
     assert sorted(rows.values_list("status", flat=True)) == [Status.COMPLETED, Status.RUNNING, Status.RUNNING]
     assert not any("\x00" in (row.execution_info + row.error + row.log) for row in rows)
     assert all(row.next_check_at > timezone.now() + timedelta(seconds=3) for row in rows if row.status == Status.RUNNING)
+
+
+# --- a hung or slow external system -------------------------------------------------------
+
+
+@pytest.fixture
+def plain_http(settings, monkeypatch) -> None:
+    """The silent server speaks plain http on loopback: allowed here, as in the demo."""
+    settings.OAUTH_ALLOW_INSECURE_TRANSPORT = True
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+
+
+@pytest.mark.once
+def test_a_hanging_token_endpoint_holds_back_no_other_system_and_is_not_asked_again_at_once(api, plain_http):
+    import threading
+    import time
+
+    from apps.connectors.oauth import Credentials, TokenError, tokens
+    from tests.faults import silent_server
+
+    with silent_server() as hung:
+        api.add_passthru(hung)
+        stuck = Credentials(token_url=f"{hung}/token", client_id="a", client_secret="x", scope="")
+        healthy = Credentials(token_url=TOKEN_URL, client_id="b", client_secret="y", scope="")
+        failed: list[Exception] = []
+
+        def fetch_from_the_hung_system() -> None:
+            try:
+                tokens.get(stuck, timeout=2)
+            except TokenError as exc:
+                failed.append(exc)
+
+        thread = threading.Thread(target=fetch_from_the_hung_system)
+        thread.start()
+        time.sleep(0.3)  # its fetch is in flight
+        began = time.monotonic()
+        assert tokens.get(healthy, timeout=2) == "tok"
+        assert time.monotonic() - began < 1, "another system's token waited for the hung one"
+        thread.join(5)
+        assert failed and "ReadTimeout" in str(failed[0])
+
+        began = time.monotonic()
+        with pytest.raises(TokenError, match="not tried again for"):
+            tokens.get(stuck, timeout=2)
+        assert time.monotonic() - began < 0.5  # backed off: no second 2 s wait
+
+
+@pytest.fixture
+def hung_type(db, api, plain_http):
+    """A type whose system accepts connections and never answers (its token comes from `api`)."""
+    from tests.faults import silent_server
+
+    with silent_server() as hung:
+        api.add_passthru(hung)
+        job_type = JobType(name="HUNGTYPE", url=hung, start_path="/start", status_path="/status", kill_path="/kill",
+                           poll_interval_seconds=5, request_timeout_seconds=1, token_url=TOKEN_URL, client_id="c")
+        job_type.set_client_secret("z")
+        job_type.save()
+        yield job_type
+
+
+def running_external(job, external_id: str) -> Execution:
+    """A RUNNING custom-type execution whose Start was answered long ago."""
+    return Execution.objects.create(job=job, application=job.application, status=Status.RUNNING,
+                                    started_at=timezone.now(), external_execution_id=external_id,
+                                    next_check_at=timezone.now())
+
+
+@pytest.mark.once
+def test_a_hung_system_is_backed_off_and_the_other_systems_in_the_batch_are_polled_promptly(
+        api, make_job, job_type, hung_type, settings):
+    import time
+
+    from apps.engine import polling
+
+    settings.BATCHDESK = {**settings.BATCHDESK, "POLL_THREADS": 2}
+    hung = [running_external(make_job(f"hung_{i}", job_type="HUNGTYPE", command=""), f"H-{i}") for i in range(12)]
+    fine = [running_external(make_job(f"fine_{i}", job_type="MOCKTYPE", command=""), f"F-{i}") for i in range(2)]
+    api.get(f"{BASE}/status", json={"status": "RUNNING"})
+    began = time.monotonic()
+    polling.poll_batch([e.pk for e in hung + fine])
+    # 12 calls of 1 s on 2 threads took 6 s; once the system is seen hanging, its calls fail at once.
+    assert time.monotonic() - began < 3.5
+    assert set(Execution.objects.filter(pk__in=[e.pk for e in hung]).values_list("poll_failures", flat=True)) == {1}
+    assert set(Execution.objects.filter(pk__in=[e.pk for e in fine]).values_list("poll_failures", flat=True)) == {0}
+    assert len(calls_to(api, "/status")) == 2
+
+
+@pytest.mark.once
+def test_a_poll_batch_that_outlives_its_lease_is_not_handed_out_again(api, make_job, hung_type, settings, monkeypatch):
+    import threading
+    import time
+
+    from apps.engine import polling
+
+    settings.BATCHDESK = {**settings.BATCHDESK, "POLL_LEASE_SECONDS": 1.5}
+    JobType.objects.filter(pk=hung_type.pk).update(request_timeout_seconds=4)
+    execution = running_external(make_job("slow_poll", job_type="HUNGTYPE", command=""), "S-1")
+    queued: list = []
+    monkeypatch.setattr(polling, "async_task", lambda *args, **kwargs: queued.append(args[1]))
+    assert polling.claim_due_polls() == 1
+    batch = threading.Thread(target=polling.poll_batch, args=(queued[0],))
+    batch.start()
+    time.sleep(2.5)  # past the lease, the Status call still in flight
+    assert polling.claim_due_polls() == 0
+    batch.join(10)
+    assert Execution.objects.get(pk=execution.pk).poll_failures == 1
+
+
+@pytest.mark.once
+def test_a_start_slower_than_the_run_lease_is_not_taken_for_a_lost_worker(api, make_job, job_type, handed_out, settings):
+    import threading
+    import time
+
+    from apps.engine import leases
+
+    settings.BATCHDESK = {**settings.BATCHDESK, "RUN_LEASE_SECONDS": 1.5}
+
+    def slow_start(request):
+        time.sleep(3)
+        return 200, {}, json.dumps({"executionId": "SL-1", "status": "RUNNING"})
+
+    api.add_callback(responses.POST, f"{BASE}/start", callback=slow_start)
+    execution = services.trigger(make_job("slow_start", job_type="MOCKTYPE", command="", max_retries=1))
+    worker = threading.Thread(target=tasks.start_execution, args=(execution.pk,))
+    worker.start()
+    time.sleep(2.2)  # past the lease, Start still in flight
+    assert leases.recover_lost() == 0
+    worker.join(10)
+    execution.refresh_from_db()
+    assert (execution.status, execution.external_execution_id) == (Status.RUNNING, "SL-1")
+    assert Execution.objects.filter(job=execution.job).count() == 1
+
+
+@pytest.mark.once
+@pytest.mark.parametrize("kill_path", ["/kill", ""], ids=["with-kill", "without-kill"])
+def test_a_start_answered_after_its_row_moved_on_is_killed_or_named_as_an_orphan(api, make_job, job_type, handed_out,
+                                                                                 kill_path):
+    from apps.engine import lifecycle
+
+    JobType.objects.filter(pk=job_type.pk).update(kill_path=kill_path)
+    api.post(f"{BASE}/kill", json={"status": "ERROR"})
+    execution = services.trigger(make_job("late_start", job_type="MOCKTYPE", command=""))
+
+    def start_answered_after_the_row_ended(request):
+        lifecycle.finish(Execution.objects.get(pk=execution.pk), Status.ERROR, error="agent lost", retry=False)
+        return 200, {}, json.dumps({"executionId": "L-1", "status": "RUNNING"})
+
+    api.add_callback(responses.POST, f"{BASE}/start", callback=start_answered_after_the_row_ended)
+    tasks.start_execution(execution.pk)
+    execution.refresh_from_db()
+    assert (execution.status, execution.error, execution.external_execution_id) == (Status.ERROR, "agent lost", "L-1")
+    kills = [json.loads(call.request.body)["executionId"] for call in calls_to(api, "/kill")]
+    if kill_path:
+        assert kills == ["L-1"]
+        assert "orphan external execution L-1 killed through Kill" in execution.log
+    else:
+        assert kills == []
+        assert "orphan external execution L-1 could not be killed (job type MOCKTYPE defines no Kill)" in execution.log

@@ -7,17 +7,60 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 from datetime import timedelta
 
 import psutil
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from apps.agents.models import AgentStatus
 from apps.engine import lifecycle
 from apps.engine.models import PENDING, Execution, Status
-from apps.faults import each_row
+from apps.faults import attempt, each_row
+
+
+class LeaseKeeper:
+    """Keeps the leases of rows whose work is in flight (a Start, a batch of Status calls) from
+    running out while it lasts: every third of the lease it moves `next_check_at` a lease ahead for
+    the rows not yet `done`. It is a thread of the process doing the work, so a worker that dies
+    takes it along and the leases run out as usual; work that ends within a third of the lease (the
+    usual case) costs it no query at all.
+
+        with LeaseKeeper(pks, seconds) as keeper:
+            ...; keeper.done(pk)
+    """
+
+    def __init__(self, pks: list[int], seconds: float) -> None:
+        self.pending = set(pks)
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def done(self, pk: int) -> None:
+        with self._lock:
+            self.pending.discard(pk)
+
+    def _keep(self) -> None:
+        try:
+            while not self._stop.wait(self.seconds / 3):
+                with self._lock:
+                    pks = list(self.pending)
+                if pks:
+                    attempt(lambda: Execution.objects.filter(pk__in=pks, status=Status.RUNNING).update(
+                        next_check_at=timezone.now() + timedelta(seconds=self.seconds)), what="renewing leases")
+        finally:
+            connection.close()
 
 
 def hand_out_due(limit: int = 500) -> int:

@@ -20,6 +20,7 @@ from django_q.tasks import async_task
 from apps.connectors.client import Endpoint, describe
 from apps.engine import lifecycle
 from apps.engine.kinds.custom import CustomKind, endpoint_of, note_unknown_status
+from apps.engine.leases import LeaseKeeper
 from apps.engine.models import Execution, Status
 from apps.faults import TRANSIENT_DB_ERRORS, each_row
 from apps.faults import describe as describe_error
@@ -88,7 +89,15 @@ def poll_batch(execution_ids: list[int]) -> int:
     # One that cannot be polled (its job's type edited, a secret that no longer decrypts) ends in
     # ERROR with the reason; the rest of the batch is polled as usual.
     each_row(executions, prepare, what="polling", set_aside=unpollable)
-    answers = _poll_pool().map(lambda pair: _poll_in_thread(*pair), polled)
+    # A batch of slow systems may outlive its lease: the keeper renews it while calls are in flight.
+    with LeaseKeeper([execution.pk for execution, _ in polled], lifecycle.setting("POLL_LEASE_SECONDS")) as keeper:
+        def poll_one(execution: Execution, endpoint: Endpoint) -> tuple[dict, datetime] | None:
+            try:
+                return _poll_in_thread(execution, endpoint)
+            finally:
+                keeper.done(execution.pk)
+
+        answers = list(_poll_pool().map(lambda pair: poll_one(*pair), polled))
     book_next_polls([(execution, endpoint, *answered)
                      for (execution, endpoint), answered in zip(polled, answers) if answered is not None])
     return len(executions)

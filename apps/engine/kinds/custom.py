@@ -25,6 +25,7 @@ from apps.connectors.client import (
 )
 from apps.engine import lifecycle
 from apps.engine.kinds.base import Kind
+from apps.engine.leases import LeaseKeeper
 from apps.engine.logbuffer import BoundedLog
 from apps.engine.models import Execution, Status
 from apps.errors import BatchError, ErrorCode
@@ -60,7 +61,9 @@ class CustomKind(Kind):
             call = "restart"
             body["executionId"] = failed.external_execution_id
         try:
-            answer = request(endpoint, call, "POST", body=body)
+            # A Start slower than the run lease must not make its worker look lost meanwhile.
+            with LeaseKeeper([execution.pk], settings.BATCHDESK["RUN_LEASE_SECONDS"]):
+                answer = request(endpoint, call, "POST", body=body)
         except CallFailed as exc:
             end(execution, Status.ERROR, error=exc.reason, log_text=_failure_log(exc))
             return
