@@ -54,10 +54,13 @@ class Processes:
     They stay in our session, where `run_child` finds them if we die untidily.
     """
 
-    def __init__(self, env: dict[str, str], log_prefix: Path, grace: float = 15.0) -> None:
+    def __init__(self, env: dict[str, str], log_prefix: Path, grace: float = 15.0, launcher: Path | None = None) -> None:
         self.env = env  # read at each start: a caller may add to it between starts
         self.log_prefix = log_prefix
         self.grace = grace
+        # What runs a command: manage.py, or a script that does something first and then runs it
+        # in the same process (bench/counted.py counts the tasks the engine queues).
+        self.launcher = launcher or ROOT / "manage.py"
         self.commands: list[Command] = []
 
     def __enter__(self) -> Processes:
@@ -71,8 +74,8 @@ class Processes:
         return [command.process for command in self.commands]
 
     def start(self, *command: str) -> subprocess.Popen:
-        """`manage.py <command>`, logging to <log_prefix>-<command>.log."""
-        return self.spawn(command[0], [sys.executable, str(ROOT / "manage.py"), *command])
+        """`manage.py <command>` (through the launcher), logging to <log_prefix>-<command>.log."""
+        return self.spawn(command[0], [sys.executable, str(self.launcher), *command])
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         """Any program, from the project's directory, logging to <log_prefix>-<name>.log."""
@@ -226,7 +229,7 @@ BACKENDS = {"sqlite": "SQLite + ORM broker", "postgres": "PostgreSQL + Redis bro
 
 
 def run_per_backend(args: argparse.Namespace, *, name: str, measure: Callable, report: Callable[[list[dict]], None],
-                    queue_name: str | None = None) -> int:
+                    queue_name: str | None = None, launcher: Path | None = None) -> int:
     """The main() of a bench measured on one backend or, with --backend both, on each in a child
     process of its own (the same command line, --backend named). A child hands its figures back
     through --result-file; the parent prints `report(results)`. See `run_with_engine` for the rest."""
@@ -236,7 +239,8 @@ def run_per_backend(args: argparse.Namespace, *, name: str, measure: Callable, r
         if args.backend == "both":
             results = [_measure_in_child(backend, args, name) for backend in BACKENDS]
         else:
-            results = [run_with_engine(args.backend, args, name=name, measure=measure, queue_name=queue_name)]
+            results = [run_with_engine(args.backend, args, name=name, measure=measure, queue_name=queue_name,
+                                       launcher=launcher)]
             if args.result_file:
                 Path(args.result_file).write_text(json.dumps(results[0]))
                 return 0
@@ -395,16 +399,17 @@ def postgres(url: str, statement: str) -> None:
 
 
 def run_with_engine(backend: str, args: argparse.Namespace, *, name: str, measure: Callable,
-                    queue_name: str | None = None) -> dict:
+                    queue_name: str | None = None, launcher: Path | None = None) -> dict:
     """`measure(backend, args, processes)` against a scratch database of `backend` (dropped
     afterwards), with a real `run_dispatcher` and `qcluster` running and registered. `args`
-    carries postgres_url and redis_url; `name` names the SQLite file and the process logs."""
+    carries postgres_url and redis_url; `name` names the SQLite file and the process logs;
+    `launcher` replaces manage.py (see Processes)."""
     unreachable = "" if backend == "sqlite" else services_unreachable(args.postgres_url, args.redis_url)
     if unreachable:
         print(f"{BACKENDS[backend]}: skipped: {unreachable}", file=sys.stderr)
         return {"backend": backend, "skipped": unreachable}
     with (scratch_backend(backend, args, name=name, queue_name=queue_name) as env,
-          Processes(env, VAR / f"{name}-{backend}") as processes):
+          Processes(env, VAR / f"{name}-{backend}", launcher=launcher) as processes):
         print(f"{BACKENDS[backend]}: waiting for the dispatcher and the cluster", file=sys.stderr)
         processes.wait_for_agents(processes.start("run_dispatcher"), processes.start("qcluster"), timeout=120)
         return {"backend": backend, **measure(backend, args, processes)}

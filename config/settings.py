@@ -190,8 +190,9 @@ BATCHDESK = {
     "RUN_LEASE_SECONDS": env.float("BATCHDESK_RUN_LEASE_SECONDS", default=60.0),
     # A LOADED execution not picked up by a worker within this lease is handed out again.
     "DISPATCH_LEASE_SECONDS": env.float("BATCHDESK_DISPATCH_LEASE_SECONDS", default=15.0),
-    # A WAITING execution is woken when what it waits for ends, and rechecked after this anyway.
-    "WAIT_RECHECK_SECONDS": env.float("BATCHDESK_WAIT_RECHECK_SECONDS", default=5.0),
+    # A WAITING execution is woken when what it waits for ends; the dispatcher rechecks it anyway
+    # after this, or after half the time it has waited when that is longer (at most an hour).
+    "WAIT_RECHECK_SECONDS": env.float("BATCHDESK_WAIT_RECHECK_SECONDS", default=300.0),
     # A database outage: work that must not be lost (a run's outcome, a heartbeat at start) is
     # retried with back-off for this long before it gives up (apps/faults.py).
     "DB_RETRY_SECONDS": env.float("BATCHDESK_DB_RETRY_SECONDS", default=600.0),

@@ -12,11 +12,12 @@ import logging
 import os
 import socket
 from contextlib import nullcontext
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -32,6 +33,10 @@ from apps.errors import BatchError, ErrorCode
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 24 * 3600
+# A waiter held back by a blocked agent is handed out again soon: another agent may take it.
+BLOCKED_AGENT_RECHECK_SECONDS = 5
+# The slowest safety recheck of a long wait (see Hold.recheck_at).
+MAX_WAIT_RECHECK_SECONDS = 3600
 
 
 def setting(name: str):
@@ -92,8 +97,8 @@ def claim(execution_id: int, agent_id: int | None) -> Execution | None:
         if execution.kill_requested_by:  # killed in the same instant: the killer ends it
             return None
         agent = Agent.objects.filter(pk=agent_id).first() if agent_id else None
-        reason = _hold_back_reason(execution, agent, now)
-        if not reason:
+        hold = _hold_back(execution, agent, now)
+        if hold is None:
             running = {"started_at": now, "agent": agent, "host": socket.gethostname(), "waiting_reason": "",
                        "next_check_at": now + timedelta(seconds=setting("RUN_LEASE_SECONDS"))}
             try:
@@ -102,44 +107,66 @@ def claim(execution_id: int, agent_id: int | None) -> Execution | None:
                     won = Execution.objects.filter(pk=execution_id, status__in=PENDING, kill_requested_by="").move(
                         Status.RUNNING, **running)
             except IntegrityError:
-                reason = f"lock group {execution.lock_group} is busy"
+                hold = Hold(f"lock group {execution.lock_group} is busy")
             else:
                 if not won:
                     return None
                 for field, value in {"status": Status.RUNNING, **running}.items():
                     setattr(execution, field, value)
                 return execution
-        # The holder of a lock or throttle slot wakes its waiters when it ends (_wake_waiting);
-        # the recheck is only the safety net, so it need not hammer the queue.
-        recheck = (execution.not_before if execution.not_before and execution.not_before > now
-                   else now + timedelta(seconds=setting("WAIT_RECHECK_SECONDS")))
-        Execution.objects.filter(pk=execution_id).move(Status.WAITING, waiting_reason=reason[:300], next_check_at=recheck)
+        Execution.objects.filter(pk=execution_id).move(Status.WAITING, waiting_reason=hold.reason[:300],
+                                                       next_check_at=hold.recheck_at(execution, now))
+        if not hold.throttle:
+            # It was counted as on its way to a throttle slot; now it waits for something else, so
+            # the slot passes to the next in line.
+            _wake(execution.application_id, exclude=execution.pk)
         return None
 
 
-def _hold_back_reason(execution: Execution, agent: Agent | None, now) -> str:
-    """Why this execution may not start now; empty when it may."""
+@dataclass
+class Hold:
+    """Why an execution may not start now, and when the dispatcher looks at it again (the safety
+    recheck: what it waits for wakes it when it ends, see _wake)."""
+
+    reason: str
+    throttle: bool = False  # waits for a throttle slot
+    until: datetime | None = None  # a retry's backoff: due exactly then
+    soon: bool = False  # a blocked agent: another agent may take it at once
+
+    def recheck_at(self, execution: Execution, now: datetime) -> datetime:
+        if self.until is not None:
+            return self.until
+        if self.soon:
+            return now + timedelta(seconds=BLOCKED_AGENT_RECHECK_SECONDS)
+        # Slowly, and more slowly the longer it waits: after half the time it has waited so far
+        # (at least WAIT_RECHECK_SECONDS, at most an hour), so a long wait costs few rechecks.
+        waited = (now - execution.created_at).total_seconds()
+        return now + timedelta(seconds=min(max(setting("WAIT_RECHECK_SECONDS"), waited / 2), MAX_WAIT_RECHECK_SECONDS))
+
+
+def _hold_back(execution: Execution, agent: Agent | None, now) -> Hold | None:
+    """Why this execution may not start now; None when it may."""
     if execution.awaits_flow:
-        return execution.waiting_reason or "waiting for its flow"
+        return Hold(execution.waiting_reason or "waiting for its flow")
     if execution.not_before and execution.not_before > now:
-        return f"retry not before {execution.not_before:%Y-%m-%d %H:%M:%S %Z}"
+        return Hold(f"retry not before {execution.not_before:%Y-%m-%d %H:%M:%S %Z}", until=execution.not_before)
     if agent is not None and agent.status == AgentStatus.BLOCKED:
-        return f"agent {agent.name} is blocked"
+        return Hold(f"agent {agent.name} is blocked", soon=True)
     job = execution.job
     if job.concurrency == Concurrency.REPLACE and (
         Execution.objects.active().filter(job=job, created_at__lt=execution.created_at).exclude(pk=execution.pk).exists()
     ):
-        return "waiting for the replaced execution to end"
+        return Hold("waiting for the replaced execution to end")
     if execution.lock_group and Execution.objects.filter(lock_group=execution.lock_group, status=Status.RUNNING).exists():
-        return f"lock group {execution.lock_group} is busy"
+        return Hold(f"lock group {execution.lock_group} is busy")
     limit = execution.application.throttle_limit
     if limit:
         # Serialise claims within one throttled application (a no-op on SQLite, which
         # serialises every write transaction anyway).
         Application.objects.select_for_update().filter(pk=execution.application_id).first()
         if Execution.objects.filter(application_id=execution.application_id, status=Status.RUNNING).count() >= limit:
-            return f"application {execution.application.name} is at its throttle limit of {limit}"
-    return ""
+            return Hold(f"application {execution.application.name} is at its throttle limit of {limit}", throttle=True)
+    return None
 
 
 def finish(
@@ -202,10 +229,12 @@ def _schedule_retry(failed: Execution) -> str:
     delay = min(failed.job.retry_backoff_seconds * 2 ** (failed.attempt - 1), MAX_BACKOFF_SECONDS)
     not_before = timezone.now() + timedelta(seconds=delay)
     try:
-        _create_retry(failed, delay, not_before)
+        retry = _create_retry(failed, delay, not_before)
     except BatchError as exc:  # the forbid index: another execution of the job is active
         log.warning("execution %s of %s is not retried: %s", failed.pk, failed.job.name, exc.message)
         return f"{exc.code}: {exc.message}"
+    if not delay:  # no backoff: at once, like a trigger (else the dispatcher hands it out when due)
+        transaction.on_commit(lambda: hand_out([retry.pk]))
     return ""
 
 
@@ -227,19 +256,60 @@ def _create_retry(failed: Execution, delay: int, not_before) -> Execution:
 
 
 def _wake_waiting(ended: Execution) -> None:
-    """Hand out executions that waited for the lock group or throttle slot this one held."""
+    """What ended frees its lock group, its application's throttle slot, and (a replaced run) its
+    job: wake the waiters that were waiting for exactly that."""
+    replaced = ended.job.concurrency == Concurrency.REPLACE
+    _wake(ended.application_id, lock_group=ended.lock_group, job_id=ended.job_id if replaced else None)
+
+
+def _wake(application_id: int, *, lock_group: str = "", job_id: int | None = None, exclude: int | None = None) -> None:
+    """Hand out, oldest first, the sleeping waiters that a freed place lets run: the next of the lock
+    group, the next of a replaced job, and as many of the application's as it has free throttle slots.
+
+    Woken rows get a dispatch lease, so a lost hand-out comes back by it, and they count as on their
+    way to a slot, so two events never wake more waiters than there are places. Rows known to wait
+    for something else (a busy lock group, a run they replace, a retry's backoff, their flow) are
+    not woken: waiting costs nothing until what it waits for ends.
+    """
     now = timezone.now()
-    related = Q(application_id=ended.application_id)
-    if ended.lock_group:
-        related |= Q(lock_group=ended.lock_group)
-    waiting = list(
-        Execution.objects.filter(related, status=Status.WAITING)
+    on_its_way = now + timedelta(seconds=setting("DISPATCH_LEASE_SECONDS"))
+    asleep = (
+        Execution.objects.filter(status=Status.WAITING, awaits_flow=False, next_check_at__gt=on_its_way)
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:20]
+        .exclude(Exists(Execution.objects.filter(status=Status.RUNNING, lock_group=OuterRef("lock_group"))
+                        .exclude(lock_group="")))
+        .exclude(Q(job__concurrency=Concurrency.REPLACE)
+                 & Exists(Execution.objects.active().filter(job=OuterRef("job"), created_at__lt=OuterRef("created_at"))))
+        .order_by("created_at", "pk")
     )
-    if waiting:
-        transaction.on_commit(lambda: hand_out(waiting))
+    if exclude is not None:
+        asleep = asleep.exclude(pk=exclude)
+    woken: list[int] = []
+
+    def wake(candidates, count: int) -> None:
+        if count <= 0:
+            return
+        # skip_locked: a concurrent wake-up (another finish) takes the next ones (PostgreSQL).
+        rows = list(candidates.exclude(pk__in=woken).select_for_update(skip_locked=True, of=("self",))
+                    .values_list("pk", flat=True)[:count])
+        if rows:
+            Execution.objects.filter(pk__in=rows).update(next_check_at=on_its_way)
+            woken.extend(rows)
+
+    if lock_group:
+        wake(asleep.filter(lock_group=lock_group), 1)
+    if job_id is not None:
+        wake(asleep.filter(job_id=job_id), 1)
+    limit = Application.objects.filter(pk=application_id).values_list("throttle_limit", flat=True).first()
+    if limit:
+        # One statement, so that a claim committing meanwhile is counted once (as running or on its way).
+        taken = Execution.objects.filter(application_id=application_id).aggregate(
+            running=Count("pk", filter=Q(status=Status.RUNNING)),
+            on_its_way=Count("pk", filter=Q(status__in=PENDING, awaits_flow=False, next_check_at__lte=on_its_way)),
+        )
+        wake(asleep.filter(application_id=application_id), limit - taken["running"] - taken["on_its_way"])
+    if woken:
+        transaction.on_commit(lambda: hand_out(woken))
 
 
 def set_aside(execution: Execution, exc: Exception, what: str = "could not be processed") -> None:
