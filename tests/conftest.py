@@ -49,14 +49,19 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
 
 
 @pytest.fixture(autouse=True)
-def fresh_tokens():
-    """No OAuth token cached by one test is reused by the next, nor what one test learnt of a
-    system's answers (both are per process)."""
-    tokens.clear()
-    forget_systems()
+def fresh_process_state():
+    """What a process remembers is not carried from one test to the next: OAuth tokens, what was
+    learnt of each external system's answers, the schedules whose fire failed."""
+    from apps.scheduling import services as scheduling
+
+    def forget() -> None:
+        tokens.clear()
+        forget_systems()
+        scheduling._failing.clear()
+
+    forget()
     yield
-    tokens.clear()
-    forget_systems()
+    forget()
 
 
 @pytest.fixture(autouse=True)
