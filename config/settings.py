@@ -196,6 +196,10 @@ BATCHDESK = {
     # A database outage: work that must not be lost (a run's outcome, a heartbeat at start) is
     # retried with back-off for this long before it gives up (apps/faults.py).
     "DB_RETRY_SECONDS": env.float("BATCHDESK_DB_RETRY_SECONDS", default=600.0),
+    # The worker's environment variables an EXEC job gets (names, or patterns like LC_*), besides
+    # its own BATCH_* variables; nothing else of the worker's environment reaches it.
+    "EXEC_ENV": env.list("BATCHDESK_EXEC_ENV",
+                         default=["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_*", "TZ", "TMPDIR"]),
     # How often a running EXEC/PYTHON job checks for a kill request and flushes its log.
     "RUNNER_CHECK_SECONDS": env.float("BATCHDESK_RUNNER_CHECK_SECONDS", default=0.5),
     # Grace between SIGTERM and SIGKILL when a process group is killed.

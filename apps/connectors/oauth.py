@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests.auth import HTTPBasicAuth
@@ -25,7 +25,8 @@ class TokenError(Exception):
 class Credentials:
     token_url: str
     client_id: str
-    client_secret: str
+    # Never in a repr: not in a log line, a DEBUG page's variables or an error report.
+    client_secret: str = field(repr=False)
     scope: str
 
     @property
