@@ -310,3 +310,50 @@ def test_a_start_answered_after_its_row_moved_on_is_killed_or_named_as_an_orphan
     else:
         assert kills == []
         assert "orphan external execution L-1 could not be killed (job type MOCKTYPE defines no Kill)" in execution.log
+
+
+# --- the small ones -----------------------------------------------------------------------
+
+
+@pytest.mark.once
+def test_a_timeout_without_a_kill_endpoint_is_not_retried_while_the_external_job_may_run(api, make_job, job_type,
+                                                                                       handed_out):
+    JobType.objects.filter(pk=job_type.pk).update(kill_path="")
+    job = make_job("slow_external", job_type="MOCKTYPE", command="", timeout_seconds=60, max_retries=2)
+    execution = started(job, "T-1", api)
+    Execution.objects.filter(pk=execution.pk).update(started_at=timezone.now() - timedelta(seconds=61))
+
+    from apps.engine import polling
+
+    polling.poll_batch([execution.pk])
+    execution.refresh_from_db()
+    assert (execution.status, execution.error) == (Status.ERROR, "timeout")
+    assert not Execution.objects.filter(retry_of=execution).exists()
+    assert ("timeout: external execution T-1 could not be stopped (job type MOCKTYPE defines no Kill); "
+            "not retried while it may still run") in execution.log
+
+
+@pytest.mark.once
+def test_a_retry_of_a_restart_restarts_the_failed_execution_it_follows(api, make_job, job_type, handed_out):
+    from apps.engine import polling
+
+    job = make_job("restarted", job_type="MOCKTYPE", command="", max_retries=1, retry_backoff_seconds=0)
+    api.get(f"{BASE}/status", json={"status": "ERROR", "executionInfo": "failed"})
+    first = started(job, "F-1", api)
+    polling.poll_batch([first.pk])  # F-1 fails; its retry too (the retry sends Start: it restarts nothing)
+    retry = Execution.objects.get(retry_of=first)
+    api.replace(responses.POST, f"{BASE}/start", json={"executionId": "F-2", "status": "RUNNING"})
+    assert tasks.start_execution(retry.pk) == "ran"
+    polling.poll_batch([retry.pk])
+    retry.refresh_from_db()
+    assert retry.status == Status.ERROR
+
+    api.post(f"{BASE}/restart", json={"executionId": "R-1", "status": "RUNNING"})
+    restart = services.restart(retry, by="ops")
+    assert tasks.start_execution(restart.pk) == "ran"
+    polling.poll_batch([restart.pk])  # the restart's external job R-1 fails too
+    retry_of_restart = Execution.objects.get(retry_of=restart)
+    api.replace(responses.POST, f"{BASE}/restart", json={"executionId": "R-2", "status": "RUNNING"})
+    assert tasks.start_execution(retry_of_restart.pk) == "ran"
+    restarted_ids = [json.loads(call.request.body)["executionId"] for call in calls_to(api, "/restart")]
+    assert restarted_ids == ["F-2", "R-1"]  # each restarts the failed execution it follows

@@ -74,10 +74,19 @@ def queue_broker():
 
 
 def hand_out(execution_ids: list[int]) -> None:
-    """Queue one short start task per execution; a lost task only lets the lease expire."""
-    broker = queue_broker()
-    for execution_id in execution_ids:
-        async_task("apps.engine.tasks.start_execution", execution_id, task_name=f"start-{execution_id}", broker=broker)
+    """Queue one short start task per execution; a lost task only lets the lease expire.
+
+    It never raises: it runs after a commit (a trigger, a finish), and a queue that cannot be
+    reached must not turn what was committed into an error. Every row handed out carries a lease,
+    and the dispatcher hands it out again when that runs out."""
+    try:
+        broker = queue_broker()
+        for execution_id in execution_ids:
+            async_task("apps.engine.tasks.start_execution", execution_id, task_name=f"start-{execution_id}",
+                       broker=broker)
+    except Exception:
+        log.exception("the queue did not take the start tasks of executions %s; their leases bring them back",
+                      execution_ids[:20])
 
 
 def claim(execution_id: int, agent_id: int | None) -> Execution | None:
@@ -96,10 +105,16 @@ def claim(execution_id: int, agent_id: int | None) -> Execution | None:
             return None
         if execution.kill_requested_by:  # killed in the same instant: the killer ends it
             return None
+        disabled = _disabled_since(execution)
+        if disabled:  # a retry of a job (or application) disabled since the failure
+            finish(execution, Status.SKIPPED, error=f"not retried: {disabled}", retry=False)
+            return None
         agent = Agent.objects.filter(pk=agent_id).first() if agent_id else None
         hold = _hold_back(execution, agent, now)
         if hold is None:
-            running = {"started_at": now, "agent": agent, "host": socket.gethostname(), "waiting_reason": "",
+            # Read now, not at the claim's start: the slot it takes was freed by then (a finish that
+            # committed while this claim waited for the application's lock, or SQLite's).
+            running = {"started_at": timezone.now(), "agent": agent, "host": socket.gethostname(), "waiting_reason": "",
                        "next_check_at": now + timedelta(seconds=setting("RUN_LEASE_SECONDS"))}
             try:
                 # Only a lock group's unique index can refuse this; no savepoint is needed without one.
@@ -224,8 +239,22 @@ def _count_completed(execution: Execution) -> None:
     )
 
 
+def _disabled_since(execution: Execution) -> str:
+    """For a retry: why its job may no longer run (disabled since the failure), else ""."""
+    if execution.trigger != Trigger.RETRY:
+        return ""
+    if not execution.job.enabled:
+        return f"job {execution.job.name} is disabled"
+    if not execution.application.enabled:
+        return f"application {execution.application.name} is disabled"
+    return ""
+
+
 def _schedule_retry(failed: Execution) -> str:
     """Create the retry of a failed execution; returns why there is none, or "" when there is."""
+    enabled = JobDefinition.objects.filter(pk=failed.job_id).values_list("enabled", "application__enabled").first()
+    if enabled != (True, True):
+        return "the job or its application is disabled"
     delay = min(failed.job.retry_backoff_seconds * 2 ** (failed.attempt - 1), MAX_BACKOFF_SECONDS)
     not_before = timezone.now() + timedelta(seconds=delay)
     try:

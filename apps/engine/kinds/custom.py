@@ -27,13 +27,15 @@ from apps.engine import lifecycle
 from apps.engine.kinds.base import Kind
 from apps.engine.leases import LeaseKeeper
 from apps.engine.logbuffer import BoundedLog
-from apps.engine.models import Execution, Status
+from apps.engine.models import Execution, Status, Trigger
 from apps.errors import BatchError, ErrorCode
 
 log = logging.getLogger(__name__)
 
 EXTERNAL_STATUSES = {"RUNNING", "COMPLETED", "ERROR"}
 MAX_POLL_BACKOFF_SECONDS = 300
+# How far back restart_target follows retries and restarts for a started external job.
+MAX_RESTART_CHAIN = 50
 
 
 class CustomKind(Kind):
@@ -56,8 +58,8 @@ class CustomKind(Kind):
             return
         body = start_body(execution)
         call = "start"
-        failed = execution.restart_of
-        if failed is not None and failed.external_execution_id and endpoint.defines("restart"):
+        failed = restart_target(execution)
+        if failed is not None and endpoint.defines("restart"):
             call = "restart"
             body["executionId"] = failed.external_execution_id
         try:
@@ -93,8 +95,9 @@ class CustomKind(Kind):
         """One Status call. Returns the answer of a still-running job, to be booked for its next
         poll; anything else (ended, failed call, timeout) is dealt with here and gives None."""
         if _timed_out(execution):
-            _stop_external(execution, endpoint)
-            end(execution, Status.ERROR, error="timeout", fetch_from=endpoint)
+            # Retried only once the external job is stopped: never two of it at once.
+            unstopped = _stop_external(execution, endpoint)
+            end(execution, Status.ERROR, error="timeout", fetch_from=endpoint, retry=not unstopped, note=unstopped)
             return None
         if execution.kill_requested_by and endpoint.defines("kill"):  # a kill recorded, not yet delivered
             deliver_kill(execution, endpoint, execution.kill_requested_by)
@@ -150,6 +153,20 @@ class CustomKind(Kind):
             last_check_at=result.checked_at, last_check_up=result.up, last_check_error=result.error
         )
         return result
+
+
+def restart_target(execution: Execution) -> Execution | None:
+    """The failed execution a restart restarts: the one it follows (for a retry of a restart, the
+    restart that failed), or the nearest before it whose external job had started; None for a run
+    that restarts nothing, or when no external job ever started (then Start is sent)."""
+    if execution.restart_of_id is None:
+        return None
+    candidate = execution.retry_of if execution.trigger == Trigger.RETRY else execution.restart_of
+    for _ in range(MAX_RESTART_CHAIN):
+        if candidate is None or candidate.external_execution_id:
+            return candidate
+        candidate = candidate.retry_of if candidate.trigger == Trigger.RETRY else candidate.restart_of
+    return None
 
 
 def deliver_kill(execution: Execution, endpoint: Endpoint, by: str) -> bool:
@@ -270,12 +287,18 @@ def _timed_out(execution: Execution) -> bool:
     return bool(timeout and execution.started_at and timezone.now() - execution.started_at > timedelta(seconds=timeout))
 
 
-def _stop_external(execution: Execution, endpoint: Endpoint) -> None:
-    if endpoint.defines("kill") and execution.external_execution_id:
+def _stop_external(execution: Execution, endpoint: Endpoint) -> str:
+    """Kill a timed-out external job; returns "" when it is stopped, else a note saying why not."""
+    if not endpoint.defines("kill"):
+        why = f"job type {endpoint.name} defines no Kill"
+    else:
         try:
             request(endpoint, "kill", "POST", body=identity(execution))
+            return ""
         except CallFailed as exc:
-            append_log(execution, f"kill after timeout failed: {exc.reason}\n")
+            why = f"kill failed: {exc.reason}"
+    return (f"[batchdesk] timeout: external execution {execution.external_execution_id} could not be stopped "
+            f"({why}); not retried while it may still run\n")
 
 
 def _failure_log(exc: CallFailed) -> str:
@@ -296,13 +319,17 @@ def external_log(execution: Execution, endpoint: Endpoint) -> str | None:
 
 
 def end(execution: Execution, status: str, *, error: str = "", log_text: str | None = None,
-        fetch_from: Endpoint | None = None, info: str = "", retry: bool = True) -> None:
+        fetch_from: Endpoint | None = None, info: str = "", retry: bool = True, note: str = "") -> None:
+    """Finish with the external log (when `fetch_from` has one), else the log kept so far; `note`
+    is added at its end."""
     if fetch_from is not None:
         fetched = external_log(execution, fetch_from)
         if fetched is not None:
             log_text = fetched
     if log_text is None:
         log_text = Execution.objects.filter(pk=execution.pk).values_list("log", flat=True).first() or ""
+    if note:
+        log_text += ("\n" if log_text and not log_text.endswith("\n") else "") + note
     if info:
         Execution.objects.filter(pk=execution.pk).update(execution_info=info)
     lifecycle.finish(execution, status, error=error, log_text=log_text, retry=retry)
