@@ -114,17 +114,19 @@ def retry_db(fn: Callable[[], T], *, what: str, give_up_after: float | None = No
         return result
 
 
-def attempt(fn: Callable[[], object], *, what: str) -> BaseException | None:
+def attempt(fn: Callable[[], object], *, what: str, quiet: bool = False) -> BaseException | None:
     """One pass of a loop that must outlive any fault in it; returns the error it swallowed, or None.
 
     A transient database error is logged on one line (the loop simply tries again on its next
-    pass); anything else with its traceback. Either way the loop goes on.
+    pass; `quiet` when the loop already said the database is away); anything else with its
+    traceback. Either way the loop goes on.
     """
     try:
         fn()
     except TRANSIENT_DB_ERRORS as exc:
         reset_connection()
-        log.warning("%s: the database did not answer (%s); trying again on the next pass", what, describe(exc))
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "%s: the database did not answer (%s); trying again on the next pass", what, describe(exc))
         return exc
     except Exception as exc:
         log.exception("%s failed; trying again on the next pass", what)

@@ -98,7 +98,9 @@ class Command(BaseCommand):
         """Each step on its own: one that fails is logged, and the next goes on."""
         outage = False
         for step in steps:
-            outage |= is_transient(attempt(step, what=f"dispatcher step {getattr(step, '__name__', step)}"))
+            error = attempt(step, what=f"dispatcher step {getattr(step, '__name__', step)}",
+                            quiet=self.watch.since is None)  # the outage was announced already
+            outage |= is_transient(error)
         self.watch.after_tick(outage)
 
     def mark_lost_agents(self) -> None:
