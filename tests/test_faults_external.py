@@ -357,3 +357,15 @@ def test_a_retry_of_a_restart_restarts_the_failed_execution_it_follows(api, make
     assert tasks.start_execution(retry_of_restart.pk) == "ran"
     restarted_ids = [json.loads(call.request.body)["executionId"] for call in calls_to(api, "/restart")]
     assert restarted_ids == ["F-2", "R-1"]  # each restarts the failed execution it follows
+
+
+@pytest.mark.once
+def test_a_claimed_execution_its_kind_cannot_start_ends_in_error_at_once(api, make_job, job_type, handed_out):
+    JobType.objects.filter(pk=job_type.pk).update(client_secret_encrypted="gAAAAABnot-a-fernet-token")
+    execution = services.trigger(make_job("unstartable", job_type="MOCKTYPE", command="", max_retries=2))
+    with pytest.raises(ValueError):
+        tasks.start_execution(execution.pk)
+    execution.refresh_from_db()
+    assert execution.status == Status.ERROR
+    assert execution.error.startswith("could not be started: ValueError: The stored client secret cannot be decrypted")
+    assert not Execution.objects.filter(retry_of=execution).exists()

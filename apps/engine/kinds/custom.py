@@ -48,7 +48,7 @@ class CustomKind(Kind):
 
         A kill that lands between the claim and Start sends no Start at all; one that lands while
         Start is in flight, or a row that moved on meanwhile, meets the answer: the external job it
-        started is killed at once (`_started_for`)."""
+        started is killed at once (`_started_for_a_row_that_moved_on`)."""
         endpoint = endpoint_of(execution)
         row = Execution.objects.filter(pk=execution.pk).values_list("status", "kill_requested_by").first()
         if row is None or row[0] != Status.RUNNING:
