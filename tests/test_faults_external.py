@@ -240,6 +240,7 @@ def test_a_hung_system_is_backed_off_and_the_other_systems_in_the_batch_are_poll
 
 
 @pytest.mark.once
+@pytest.mark.slow
 def test_a_poll_batch_that_outlives_its_lease_is_not_handed_out_again(api, make_job, hung_type, settings, monkeypatch):
     import threading
     import time
@@ -261,6 +262,7 @@ def test_a_poll_batch_that_outlives_its_lease_is_not_handed_out_again(api, make_
 
 
 @pytest.mark.once
+@pytest.mark.slow
 def test_a_start_slower_than_the_run_lease_is_not_taken_for_a_lost_worker(api, make_job, job_type, handed_out, settings):
     import threading
     import time
