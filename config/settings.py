@@ -89,7 +89,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
-            "timeout": 30,
+            # How long a writer waits for the lock before "database is locked" (the fault tests shorten it).
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=30.0),
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
@@ -190,8 +191,16 @@ BATCHDESK = {
     "RUN_LEASE_SECONDS": env.float("BATCHDESK_RUN_LEASE_SECONDS", default=60.0),
     # A LOADED execution not picked up by a worker within this lease is handed out again.
     "DISPATCH_LEASE_SECONDS": env.float("BATCHDESK_DISPATCH_LEASE_SECONDS", default=15.0),
-    # A WAITING execution is woken when what it waits for ends, and rechecked after this anyway.
-    "WAIT_RECHECK_SECONDS": env.float("BATCHDESK_WAIT_RECHECK_SECONDS", default=5.0),
+    # A WAITING execution is woken when what it waits for ends; the dispatcher rechecks it anyway
+    # after this, or after half the time it has waited when that is longer (at most an hour).
+    "WAIT_RECHECK_SECONDS": env.float("BATCHDESK_WAIT_RECHECK_SECONDS", default=300.0),
+    # A database outage: work that must not be lost (a run's outcome, a heartbeat at start) is
+    # retried with back-off for this long before it gives up (apps/faults.py).
+    "DB_RETRY_SECONDS": env.float("BATCHDESK_DB_RETRY_SECONDS", default=600.0),
+    # The worker's environment variables an EXEC job gets (names, or patterns like LC_*), besides
+    # its own BATCH_* variables; nothing else of the worker's environment reaches it.
+    "EXEC_ENV": env.list("BATCHDESK_EXEC_ENV",
+                         default=["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_*", "TZ", "TMPDIR"]),
     # How often a running EXEC/PYTHON job checks for a kill request and flushes its log.
     "RUNNER_CHECK_SECONDS": env.float("BATCHDESK_RUNNER_CHECK_SECONDS", default=0.5),
     # Grace between SIGTERM and SIGKILL when a process group is killed.

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from apps.catalog.models import Application, JobDefinition
 from apps.catalog.roles import ADMINISTRATOR, VIEWER
+from apps.connectors.client import forget_systems
 from apps.connectors.oauth import tokens
 from bench.harness import Processes
 
@@ -24,21 +25,26 @@ ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql"
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """`browser` tests run once, on the SQLite pass of `make test`: what a browser sees does not
-    depend on the backend, and they are the slowest tests. BROWSER_TESTS=always runs them on any
-    backend, BROWSER_TESTS=never skips them."""
+    """Two markers run once, on the SQLite pass of `make test` (which always runs, so no test is
+    skipped everywhere), where the backend does not matter:
+    - `browser`: what a browser sees does not depend on the backend, and they are the slowest tests.
+      BROWSER_TESTS=always runs them on any backend, BROWSER_TESTS=never skips them; without
+      /usr/bin/chromium they are skipped with the command that installs it (`make test` does).
+    - `once`: an HTTP fault or pure logic; the PostgreSQL + Redis pass would only repeat it."""
     choice = os.environ.get("BROWSER_TESTS", "")
-    skip = None
+    browser_skip = None
     if choice == "never":
-        skip = "BROWSER_TESTS=never"
+        browser_skip = "BROWSER_TESTS=never"
     elif ON_POSTGRES and choice != "always":
-        skip = "browser tests run on the SQLite pass only (BROWSER_TESTS=always to run them here)"
+        browser_skip = "browser tests run on the SQLite pass only (BROWSER_TESTS=always to run them here)"
     elif not os.path.exists("/usr/bin/chromium"):
-        skip = "no /usr/bin/chromium: apt-get install -y chromium (.ci/run does)"
-    if skip:
-        for item in items:
-            if "browser" in item.keywords:
-                item.add_marker(pytest.mark.skip(reason=skip))
+        browser_skip = "no /usr/bin/chromium: apt-get install -y chromium (make test does)"
+    once_skip = "backend-independent (@pytest.mark.once): runs in the SQLite pass" if ON_POSTGRES else None
+    for item in items:
+        if browser_skip and "browser" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=browser_skip))
+        elif once_skip and item.get_closest_marker("once"):
+            item.add_marker(pytest.mark.skip(reason=once_skip))
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.1, message: str = ""):
@@ -54,11 +60,19 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
 
 
 @pytest.fixture(autouse=True)
-def fresh_tokens():
-    """No OAuth token cached by one test is reused by the next (the cache is per process)."""
-    tokens.clear()
+def fresh_process_state():
+    """What a process remembers is not carried from one test to the next: OAuth tokens, what was
+    learnt of each external system's answers, the schedules whose fire failed."""
+    from apps.scheduling import services as scheduling
+
+    def forget() -> None:
+        tokens.clear()
+        forget_systems()
+        scheduling._failing.clear()
+
+    forget()
     yield
-    tokens.clear()
+    forget()
 
 
 @pytest.fixture(autouse=True)

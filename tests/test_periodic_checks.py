@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 import responses
+from django.core.management import call_command
 from django.utils import timezone
 
 from apps.catalog.models import JobType
 from apps.engine import system_checks
-from apps.scheduling.management.commands.run_dispatcher import Command
 from tests.conftest import token_client
 
 pytestmark = pytest.mark.django_db
@@ -60,9 +60,10 @@ def test_zero_turns_the_periodic_checks_off(job_types, settings):
     assert system_checks.run_due() == 0
 
 
+@pytest.mark.django_db(transaction=True)  # the dispatcher's tick manages its own connection
 def test_the_dispatcher_tick_runs_them_and_the_health_page_and_api_show_them(
         job_types, external, sync_queue, administrator, client):
-    Command().tick()  # the dispatcher's tick, as run_dispatcher runs it
+    call_command("run_dispatcher", "--once")  # one tick of the dispatcher, as it runs
     client.force_login(administrator)
     page = client.get("/admin/health/").content.decode()
     assert "never checked" in page  # NOCHECK has no check path
@@ -70,3 +71,4 @@ def test_the_dispatcher_tick_runs_them_and_the_health_page_and_api_show_them(
     health = token_client(administrator).get("/api/v1/health").json()
     assert [(t["name"], t["up"]) for t in health["job_types"]] == [("EXT", True), ("NOCHECK", None)]
     assert health["job_types"][0]["checked_at"]
+

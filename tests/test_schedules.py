@@ -239,6 +239,7 @@ def test_two_dispatchers_racing_over_300_due_slots_fire_each_exactly_once(job):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_two_real_dispatchers_fire_every_second_slot_once_with_no_gap(processes, job):
     """At least 200 per-second slots across two dispatcher processes: no duplicate, no miss."""
     schedules = [Schedule.objects.create(job=job, kind=Kind.CRON, cron="* * * * * *", timezone="UTC")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,15 +59,48 @@ HEADERS = {**requests.utils.default_headers(), "Accept": "application/json"}
 
 class _System:
     """One external system as this process reaches it: a keep-alive session shared by the threads,
-    the environment's proxy and CA settings for it, and its URLs, each checked once."""
+    the environment's proxy and CA settings for it, and its URLs, each checked once.
+
+    It also remembers whether the system answers. After NO_ANSWER_LIMIT calls in a row that got no
+    answer (a timeout, a refused connection), its calls fail at once for a pause (5 s, doubling to
+    a minute), then one call tries again: a hung system costs its callers seconds, not a thread
+    each for its whole timeout, and the other systems' calls never queue behind it."""
 
     def __init__(self, base_url: str) -> None:
+        self.name = base_url
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.settings = self.session.merge_environment_settings(base_url, {}, None, None, None)
         self.urls: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._unanswered = 0
+        self._pauses = 0
+        self._paused_until = 0.0
+        self._reason = ""
+
+    def refuse_while_paused(self, call: str) -> None:
+        with self._lock:
+            left = self._paused_until - time.monotonic()
+            if left > 0:
+                raise CallFailed(f"{call}: {self.name} is not answering ({self._reason}); calls paused for another "
+                                 f"{left:.0f} s", transient=True)
+
+    def no_answer(self, reason: str) -> None:
+        with self._lock:
+            self._unanswered += 1
+            self._reason = reason
+            if self._unanswered >= NO_ANSWER_LIMIT:
+                pause = min(NO_ANSWER_PAUSE_SECONDS * 2 ** self._pauses, MAX_NO_ANSWER_PAUSE_SECONDS)
+                self._pauses += 1
+                self._unanswered = NO_ANSWER_LIMIT - 1  # after the pause, one more failure pauses again
+                self._paused_until = time.monotonic() + pause
+
+    def answered(self) -> None:
+        with self._lock:
+            self._unanswered = self._pauses = 0
+            self._paused_until = 0.0
 
     def prepare(self, method: str, url: str, token: str, body: dict | None,
                 query: dict | None) -> requests.PreparedRequest:
@@ -88,6 +122,16 @@ class _System:
 
 _systems: dict[str, _System] = {}
 _systems_lock = threading.Lock()
+# A system that leaves this many calls in a row unanswered is paused (see _System).
+NO_ANSWER_LIMIT = 2
+NO_ANSWER_PAUSE_SECONDS = 5.0
+MAX_NO_ANSWER_PAUSE_SECONDS = 60.0
+
+
+def forget_systems() -> None:
+    """Drop every session and what is known of each system (tests start from nothing)."""
+    with _systems_lock:
+        _systems.clear()
 
 
 def system_for(base_url: str) -> _System:
@@ -139,6 +183,7 @@ def _send(endpoint: Endpoint, call: str, method: str, *, body: dict | None = Non
     _refuse_insecure(url)
     _refuse_insecure(endpoint.credentials.token_url)
     system = system_for(endpoint.url)
+    system.refuse_while_paused(call)
     for attempt in (1, 2):
         try:
             token = tokens.get(endpoint.credentials, endpoint.timeout)
@@ -152,11 +197,14 @@ def _send(endpoint: Endpoint, call: str, method: str, *, body: dict | None = Non
             prepared = system.prepare(method, url, token, body, query)
             response = system.session.send(prepared, timeout=endpoint.timeout, **system.settings)
         except requests.Timeout:
+            system.no_answer(f"no answer within {endpoint.timeout:g}s")
             raise CallFailed(f"{call}: no answer from {url} within {endpoint.timeout:g}s", transient=True) from None
         except requests.ConnectionError as exc:
+            system.no_answer(f"cannot connect: {_root_cause(exc)}")
             raise CallFailed(f"{call}: cannot connect to {url}: {_root_cause(exc)}", transient=True) from None
         except requests.RequestException as exc:
             raise CallFailed(f"{call}: {type(exc).__name__}: {exc}", transient=True) from None
+        system.answered()
         if response.status_code == 401 and attempt == 1:
             tokens.invalidate(endpoint.credentials, token)
             continue
@@ -193,7 +241,9 @@ def system_check(endpoint: Endpoint) -> CheckResult:
 
 
 def describe(data: Any) -> str:
-    """executionInfo as stored text, whatever JSON type the system sent."""
+    """A value from an answer (executionInfo, executionId) as stored text, whatever JSON type the
+    system sent. A NUL character, which PostgreSQL text refuses, becomes U+FFFD."""
     if data is None:
         return ""
-    return data if isinstance(data, str) else json.dumps(data, sort_keys=True)
+    text = data if isinstance(data, str) else json.dumps(data, sort_keys=True)
+    return text.replace("\x00", "\ufffd")

@@ -20,7 +20,10 @@ from django_q.tasks import async_task
 from apps.connectors.client import Endpoint, describe
 from apps.engine import lifecycle
 from apps.engine.kinds.custom import CustomKind, endpoint_of, note_unknown_status
+from apps.engine.leases import LeaseKeeper
 from apps.engine.models import Execution, Status
+from apps.faults import TRANSIENT_DB_ERRORS, each_row
+from apps.faults import describe as describe_error
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +77,34 @@ def poll_batch(execution_ids: list[int]) -> int:
     )
     if not executions:
         return 0
-    endpoints: dict[tuple[int, int], Endpoint] = {}
-    for execution in executions:
+    endpoints: dict[tuple[int | None, int], Endpoint] = {}
+    polled: list[tuple[Execution, Endpoint]] = []
+
+    def prepare(execution: Execution) -> None:
         key = (execution.job.custom_type_id, execution.application_id)
         if key not in endpoints:
             endpoints[key] = endpoint_of(execution)
-    polled = [(execution, endpoints[(execution.job.custom_type_id, execution.application_id)])
-              for execution in executions]
-    answers = _poll_pool().map(lambda pair: _poll_in_thread(*pair), polled)
+        polled.append((execution, endpoints[key]))
+
+    # One that cannot be polled (its job's type edited, a secret that no longer decrypts) ends in
+    # ERROR with the reason; the rest of the batch is polled as usual.
+    each_row(executions, prepare, what="polling", set_aside=unpollable)
+    # A batch of slow systems may outlive its lease: the keeper renews it while calls are in flight.
+    with LeaseKeeper([execution.pk for execution, _ in polled], lifecycle.setting("POLL_LEASE_SECONDS")) as keeper:
+        def poll_one(execution: Execution, endpoint: Endpoint) -> tuple[dict, datetime] | None:
+            try:
+                return _poll_in_thread(execution, endpoint)
+            finally:
+                keeper.done(execution.pk)
+
+        answers = list(_poll_pool().map(lambda pair: poll_one(*pair), polled))
     book_next_polls([(execution, endpoint, *answered)
                      for (execution, endpoint), answered in zip(polled, answers) if answered is not None])
     return len(executions)
+
+
+def unpollable(execution: Execution, exc: Exception) -> None:
+    lifecycle.set_aside(execution, exc, "could not be polled")
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -106,8 +126,12 @@ def _poll_in_thread(execution: Execution, endpoint: Endpoint) -> tuple[dict, dat
     try:
         answer = custom.poll(execution, endpoint)
         return None if answer is None else (answer, timezone.now())
-    except Exception:
-        log.exception("polling execution %s failed", execution.pk)
+    except TRANSIENT_DB_ERRORS as exc:  # its lease brings it back
+        log.warning("polling execution %s: the database did not answer (%s)", execution.pk, describe_error(exc))
+        return None
+    except Exception as exc:
+        log.exception("polling execution %s failed; it ends in ERROR", execution.pk)
+        each_row([execution], lambda row: unpollable(row, exc), what="polling")
         return None
     finally:
         connection.close()  # only the rare outcomes open one; the pool's threads outlive this batch
@@ -130,11 +154,23 @@ def book_next_polls(running: list[tuple[Execution, Endpoint, dict, datetime]]) -
         if info and info != execution.execution_info:  # most polls repeat the info they had: no write
             infos[execution.pk] = info
     for (interval, step), pks in groups.items():
-        updates = {"poll_failures": 0,
-                   "next_check_at": datetime.fromtimestamp(step + interval, tz=dt_timezone.utc)}
-        changed = [When(pk=pk, then=Value(infos[pk])) for pk in pks if pk in infos]
-        if changed:
-            updates["execution_info"] = Case(*changed, default=F("execution_info"), output_field=TextField())
-        Execution.objects.filter(pk__in=pks, status=Status.RUNNING).update(**updates)
+        next_poll = datetime.fromtimestamp(step + interval, tz=dt_timezone.utc)
+        try:
+            _book(pks, next_poll, infos)
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception:  # one row the database refuses: book them one by one, and set that one aside
+            log.exception("booking %d polls together failed; booking them one by one", len(pks))
+            rows = [execution for execution, *_ in running if execution.pk in set(pks)]
+            each_row(rows, lambda execution: _book([execution.pk], next_poll, infos), what="booking polls",
+                     set_aside=unpollable)
     for execution, _, answer, _ in running:
         note_unknown_status(execution, answer)
+
+
+def _book(pks: list[int], next_poll: datetime, infos: dict[int, str]) -> None:
+    updates = {"poll_failures": 0, "next_check_at": next_poll}
+    changed = [When(pk=pk, then=Value(infos[pk])) for pk in pks if pk in infos]
+    if changed:
+        updates["execution_info"] = Case(*changed, default=F("execution_info"), output_field=TextField())
+    Execution.objects.filter(pk__in=pks, status=Status.RUNNING).update(**updates)

@@ -57,8 +57,8 @@ def trigger(
 
     with transaction.atomic():
         if job.concurrency == Concurrency.REPLACE:
-            for running in Execution.objects.active().filter(job=job):
-                kill(running, by=f"a replacing {trigger} trigger")
+            for active in Execution.objects.active().filter(job=job):
+                _replace(active, by=f"a replacing {trigger} trigger")
         execution = lifecycle.create(
             job,
             parameters=merged,
@@ -91,16 +91,30 @@ def kill(execution: Execution, *, by: str) -> Execution:
 
 
 def _kill(execution: Execution, by: str) -> Execution:
-    if execution.status in PENDING or execution.status == Status.HELD:
-        Execution.objects.filter(pk=execution.pk).update(kill_requested_by=by)
-        execution.kill_requested_by = by
-        if lifecycle.finish(execution, Status.ERROR, error=f"killed by {by}", retry=False):
-            return execution
+    if execution.status in (*PENDING, Status.HELD):
+        # Only while it is still pending: a worker may claim it this very instant, and then it is
+        # stopped like any running execution, never ended behind its runner's back.
+        with transaction.atomic():
+            if Execution.objects.filter(pk=execution.pk, status__in=[*PENDING, Status.HELD]).update(kill_requested_by=by):
+                execution.kill_requested_by = by
+                lifecycle.finish(execution, Status.ERROR, error=f"killed by {by}", retry=False)
+                return execution
         execution.refresh_from_db()
     if execution.status != Status.RUNNING:
         raise BatchError(ErrorCode.NOT_ACTIVE,
                          f"Execution {execution.pk} is {execution.status}; only active executions can be killed.")
     return kinds.of(execution.job).kill(execution, by)
+
+
+def _replace(execution: Execution, by: str) -> None:
+    """Inside the replacing trigger's transaction only the intent is recorded: a pending execution
+    ends at once (a row change); a running one is asked to stop, and its kind sends any request
+    after the commit."""
+    if execution.status != Status.RUNNING:
+        _kill(execution, by)
+    else:
+        kinds.of(execution.job).request_kill(execution, by)
+    audit.record(by, "kill", execution)
 
 
 def restart(execution: Execution, *, by: str) -> Execution:

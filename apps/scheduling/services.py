@@ -18,11 +18,15 @@ from apps import audit
 from apps.engine import services as engine
 from apps.flows import services as flows
 from apps.errors import BatchError
+from apps.faults import TRANSIENT_DB_ERRORS
 from apps.engine.models import Trigger
 from apps.scheduling import timing
 from apps.scheduling.models import FiredSlot, Misfire, Outcome, Schedule
 
 log = logging.getLogger(__name__)
+
+# The longest pause before a schedule whose fire failed is tried again.
+MAX_FIRE_PAUSE_SECONDS = 300.0
 
 
 def _setting(name: str):
@@ -42,27 +46,70 @@ def fire_due(now: datetime | None = None, limit: int = 200) -> int:
             Schedule.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("job__application", "flow")
             .filter(active=True, next_fire_at__lte=now)
+            .exclude(pk__in=_failing.paused(now))
             .order_by("next_fire_at")[:limit]
         )
         for schedule in due:
             try:
                 with transaction.atomic():
                     fired += _fire(schedule, now)
+            except TRANSIENT_DB_ERRORS:
+                raise  # the database's fault, not the schedule's: the whole step is tried again
             except Exception:
-                log.exception("schedule %s could not be fired; it stays due", schedule.pk)
+                pause = _failing.failed(schedule.pk, now)
+                log.exception("schedule %s could not be fired; it stays due and is tried again in %.0f s",
+                              schedule.pk, pause)
+            else:
+                _failing.succeeded(schedule.pk)
     return fired
 
 
+class FailingFires:
+    """Schedules whose fire failed, paused in this process: tried again after 1 s, doubling to five
+    minutes. A schedule that keeps failing costs a try now and then, and the dispatcher sleeps until
+    then instead of ticking 50 times a second for a schedule that stays due."""
+
+    def __init__(self) -> None:
+        self._failures: dict[int, tuple[int, datetime]] = {}  # failures in a row, next try
+
+    def failed(self, pk: int, now: datetime) -> float:
+        count = self._failures.get(pk, (0, now))[0] + 1
+        pause = min(2.0 ** (count - 1), MAX_FIRE_PAUSE_SECONDS)
+        self._failures[pk] = (count, now + timedelta(seconds=pause))
+        return pause
+
+    def succeeded(self, pk: int) -> None:
+        self._failures.pop(pk, None)
+
+    def clear(self) -> None:
+        self._failures.clear()
+
+    def paused(self, now: datetime) -> list[int]:
+        return [pk for pk, (_, retry_at) in self._failures.items() if retry_at > now]
+
+    def seconds_until_retry(self, now: datetime) -> float | None:
+        """Until the first paused schedule may be tried again."""
+        waits = [(retry_at - now).total_seconds() for _, retry_at in self._failures.values() if retry_at > now]
+        return min(waits) if waits else None
+
+
+_failing = FailingFires()
+
+
 def seconds_until_next_fire(now: datetime | None = None) -> float | None:
-    """How long the dispatcher may sleep before a schedule is due (None: nothing scheduled)."""
+    """How long the dispatcher may sleep before a schedule is due (None: nothing scheduled); a
+    schedule paused after failing counts from the end of its pause."""
     now = now or timezone.now()
     first = (
         Schedule.objects.filter(active=True, next_fire_at__isnull=False)
+        .exclude(pk__in=_failing.paused(now))
         .order_by("next_fire_at")
         .values_list("next_fire_at", flat=True)
         .first()
     )
-    return None if first is None else max((first - now).total_seconds(), 0.0)
+    waits = [wait for wait in (None if first is None else max((first - now).total_seconds(), 0.0),
+                               _failing.seconds_until_retry(now)) if wait is not None]
+    return min(waits) if waits else None
 
 
 def _fire(schedule: Schedule, now: datetime) -> int:
@@ -71,10 +118,15 @@ def _fire(schedule: Schedule, now: datetime) -> int:
     to_fire = list(on_time)
     if missed:
         to_fire = _apply_misfire(schedule, missed, more_missed) + to_fire
-    fired = sum(_fire_slot(schedule, slot) for slot in to_fire)
-    schedule.fire_count += fired
-    if fired:
-        schedule.last_fired_at = now
+    fired = 0
+    for slot in to_fire:
+        if schedule.repeats and schedule.fire_count >= schedule.repeats:
+            break  # run_all after an outage: never past the repeats
+        taken, ran = _fire_slot(schedule, slot)
+        fired += taken
+        schedule.fire_count += ran  # repeats count executions, not slots skipped
+        if ran:
+            schedule.last_fired_at = now
     schedule.schedule_from(now)
     if schedule.active and schedule.repeats and schedule.fire_count >= schedule.repeats:
         schedule.finish(f"used up its {schedule.repeats} repeats")
@@ -119,14 +171,15 @@ def _apply_misfire(schedule: Schedule, missed: list[datetime], more_missed: bool
     return chosen
 
 
-def _fire_slot(schedule: Schedule, slot: datetime) -> int:
-    """Trigger the target for one slot and record it; 1 if the slot was taken by this call."""
+def _fire_slot(schedule: Schedule, slot: datetime) -> tuple[int, int]:
+    """Trigger the target for one slot and record it; returns (1 if this call took the slot,
+    1 if an execution was made)."""
     try:
         with transaction.atomic():
             ledger = FiredSlot.objects.create(schedule=schedule, slot=slot, fired_at=timezone.now(),
                                               outcome=Outcome.FIRED)
     except IntegrityError:
-        return 0  # this slot was fired already
+        return 0, 0  # this slot was fired already
     by = f"schedule {schedule.pk}"
     try:
         if schedule.flow_id:
@@ -137,9 +190,9 @@ def _fire_slot(schedule: Schedule, slot: datetime) -> int:
         # A forbid job still running, a flow's open run, a disabled job: recorded with its reason, never dropped.
         FiredSlot.objects.filter(pk=ledger.pk).update(outcome=Outcome.SKIPPED, reason=f"{exc.code}: {exc.message}"[:300])
         log.info("schedule %s slot %s skipped: %s", schedule.pk, slot, exc.message)
-        return 1
+        return 1, 0
     FiredSlot.objects.filter(pk=ledger.pk).update(**fired)
-    return 1
+    return 1, 1
 
 
 def _record(schedule: Schedule, slot: datetime, outcome: str, reason: str) -> None:
@@ -171,8 +224,17 @@ def resume(schedule: Schedule, by: str) -> Schedule:
     return schedule
 
 
+# What a fire writes; an edit saves everything but these, so that it never overwrites the count
+# of a fire that happened between reading the schedule and saving it.
+FIRE_FIELDS = {"fire_count", "last_fired_at"}
+
+
 def reschedule(schedule: Schedule) -> Schedule:
     """After an edit: the next slot from now under the new rules."""
     schedule.rearm(timezone.now())
-    schedule.save()
+    if schedule.pk is None:
+        schedule.save()
+    else:
+        schedule.save(update_fields=[field.name for field in Schedule._meta.concrete_fields
+                                     if not field.primary_key and field.name not in FIRE_FIELDS])
     return schedule

@@ -18,6 +18,11 @@ class Kind:
         """Stop a RUNNING execution. A worker's run is asked to stop and ends itself within seconds."""
         return lifecycle.request_kill(execution, by)
 
+    def request_kill(self, execution: Execution, by: str) -> None:
+        """Inside a transaction: record that a RUNNING execution must stop, and nothing more (no
+        network call while rows are locked). A worker's run sees the request within a second."""
+        lifecycle.request_kill(execution, by)
+
     def fetch_log(self, execution: Execution) -> Execution:
         """Fetch the external system's log now and store it with the execution."""
         raise BatchError(ErrorCode.NO_LOG, f"Execution {execution.pk} is a {self.name} job: its log is stored as it "

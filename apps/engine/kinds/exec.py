@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from fnmatch import fnmatchcase
 import subprocess
 import threading
 
@@ -15,8 +16,6 @@ from apps.engine.kinds.supervised import Outcome, SupervisedKind, stopped, super
 from apps.engine.logbuffer import BoundedLog
 from apps.engine.models import Execution, Status
 
-# Never handed to a job's environment: a job that prints its environment must not leak them.
-WITHHELD_ENV = {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "OAUTH_CLIENT_SECRET", "BATCHDESK_AGENT_ID"}
 
 
 class ExecKind(SupervisedKind):
@@ -32,12 +31,12 @@ class ExecKind(SupervisedKind):
             env=environment(execution, job),
             start_new_session=True,
         )
-        Execution.objects.filter(pk=execution.pk).update(pid=proc.pid)
         finished = threading.Event()
         reader = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
         reader.start()
         threading.Thread(target=lambda: (proc.wait(), finished.set()), daemon=True).start()
-        reason = supervise(execution, job, log, finished, stop=lambda: kill_group(proc.pid, finished))
+        # The pid is the first thing supervise writes: a lost worker's group is found by it.
+        reason = supervise(execution, job, log, finished, stop=lambda: kill_group(proc.pid, finished), pid=proc.pid)
         proc.wait()
         reader.join(timeout=2)
         if reason:
@@ -51,7 +50,12 @@ class ExecKind(SupervisedKind):
 
 
 def environment(execution: Execution, job: JobDefinition) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in WITHHELD_ENV}
+    """An allow-list: the worker's variables named by BATCHDESK_EXEC_ENV (names, or patterns such as
+    LC_*), then the execution's own BATCH_* variables. Nothing else of the worker's environment (its
+    database URL, its keys, whatever a deployment put there) reaches a job that prints it."""
+    allowed = settings.BATCHDESK["EXEC_ENV"]
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("BATCH_") and any(fnmatchcase(key, name) for name in allowed)}
     env.update(params.environment(execution.parameters))
     env.update(
         BATCH_JOB_NAME=job.name,
