@@ -4,13 +4,13 @@ executions and 10,000 flow runs in PostgreSQL (DESIGN.md "The console on a big h
     .venv/bin/python bench/console_scale.py [--executions 1000000] [--small 100000] [--n 15]
 
 It creates a scratch PostgreSQL database (dropped at the end), migrates it, loads 1,000 jobs in
-10 applications, FLOWS small flows (3 processes, 10 jobs each) and a flow of 1,000 jobs (100
+10 applications, FLOWS (8) small flows of 3 processes and 10 jobs, and a flow of 1,000 jobs (100
 processes in 10 layers, each after 2–3 of the layer before, as bench/flow_scale.py builds it) with
-one run for today, under way: its first jobs done, some running, the rest waiting for the flow.
-Then --small (100,000) executions over the last 30 days, one flow run of the small flows per
-RUNS_PER (100) executions (1,000), spread over the same days, their 10 executions each part of
-the count (each written by one INSERT … SELECT; a few of today's running, waiting and held, one
-with a 1 MB log); it measures every page, grows the history to --executions (and 10,000 flow
+one run for today, under way: its first jobs done and some running (a 16 KB log each), the rest
+waiting for the flow. Then --small (100,000) executions over the last 30 days and one run of the
+small flows per RUNS_PER (100) of them (1,000), spread over the same days, their executions part
+of the count (each written by one INSERT … SELECT; a few of today's running, waiting and held,
+one with a 1 MB log); it measures every page, grows the history to --executions (and 10,000 flow
 runs) and measures again. Each page is requested --n times in this process through Django's test
 client as an administrator (the whole request: middleware, view, template, every query; no
 network), after a warm-up; it prints p50 and max server time and the query count at both sizes,
@@ -42,6 +42,7 @@ FLOWS = 8  # small flows, their runs spread over the history
 RUNS_PER = 100  # executions of the history per flow run
 FLOW_PROCESSES = [("Extract", [1, 1, 2]), ("Transform", [1, 1, 2, 2]), ("Load", [1, 2, 3])]  # a chain, 10 jobs
 BIG_LAYERS, BIG_WIDTH, BIG_JOBS = 10, 10, 10  # the flow of 1,000 jobs
+JOB_LOG_BYTES = 16 * 1024  # the log of each job of that run that ran
 
 
 def main() -> int:
@@ -129,7 +130,8 @@ def build_small_flows(apps: list) -> list:
 def build_big_run(now):
     """Today's run of the flow of 1,000 jobs, under way: each job's place in time laid out from its
     predecessors and the jobs before it in its process (seeded durations of 20–90 s); what ended
-    before now COMPLETED, what started RUNNING, the rest WAITING for the flow. One INSERT."""
+    before now COMPLETED, what started RUNNING (each with a 16 KB log, or half of it), the rest
+    WAITING for the flow."""
     import random
     from datetime import timedelta
 
@@ -158,6 +160,8 @@ def build_big_run(now):
             at = max(placed[job.pk][1] for job in group)
         ends[process] = at
     cut = 0.7 * max(end for _, end in placed.values())  # now, 70 % of the way through
+    line = "step done: rows read, rows written, elapsed in ms, all within bounds\n"
+    log = line * (JOB_LOG_BYTES // len(line))  # what a job of the run printed
     started = now - timedelta(seconds=cut)
     run = FlowRun.objects.create(flow=flow, cycle=flow.cycle, business_date=timezone.localdate(now), trigger="schedule",
                                  created_at=started, started_at=started)
@@ -168,10 +172,11 @@ def build_big_run(now):
                   "created_at": started}
         if end <= cut:
             executions.append(Execution(status=Status.COMPLETED, started_at=started + timedelta(seconds=start),
-                                        finished_at=started + timedelta(seconds=end), exit_code=0, **fields))
+                                        finished_at=started + timedelta(seconds=end), exit_code=0, log=log,
+                                        log_bytes=len(log), **fields))
         elif start <= cut:
             executions.append(Execution(status=Status.RUNNING, started_at=started + timedelta(seconds=start),
-                                        **fields))
+                                        log=log[:len(log) // 2], log_bytes=len(log) // 2, **fields))
         else:
             executions.append(Execution(status=Status.WAITING, awaits_flow=True,
                                         waiting_reason="waiting for its flow", **fields))
