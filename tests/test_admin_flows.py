@@ -17,6 +17,7 @@ from apps.engine import tasks
 from apps.engine.models import Execution, Status
 from apps.flows import services as flows
 from apps.flows.models import FlowRun
+from tests.conftest import token_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -161,6 +162,36 @@ def a_run_under_way(app, make_job, name: str, processes: int) -> FlowRun:
     Execution.objects.create(job=first.job, application=first.application, flow_run=run, status=Status.COMPLETED,
                              attempt=2, retry_of=first, started_at=first.finished_at, finished_at=now)
     return run
+
+
+def test_the_run_page_costs_the_same_queries_for_6_or_40_jobs(admin_client_logged, administrator, app, make_job,
+                                                             handed_out):
+    """The graph, the Gantt, the critical path and the table of jobs with their buttons (and the
+    run by the API): a few queries whatever the size of the run (none per job or per bar)."""
+    def queries(run) -> int:
+        url = reverse("admin:flows_flowrun_change", args=[run.pk])
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client_logged.get(url).status_code == 200
+        return len(captured.captured_queries)
+
+    def api_queries(run) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert api.get(f"/api/v1/flow-runs/{run.pk}").status_code == 200
+        return len(captured.captured_queries)
+
+    small, big = a_run_under_way(app, make_job, "Small", 3), a_run_under_way(app, make_job, "Big", 20)
+    queries(small)  # the first request of a session writes it
+    assert queries(big) == queries(small)
+    api = token_client(administrator)
+    assert api_queries(big) == api_queries(small)
+    assert len(api.get(f"/api/v1/flow-runs/{big.pk}").json()["processes"]) == 20
+    page = admin_client_logged.get(reverse("admin:flows_flowrun_change", args=[big.pk])).content.decode()
+    assert page.count("<tr data-job=") == 40 and page.count('class="bd-node"') == 20
+    # 19 waiting jobs may be skipped; they and the running one killed, and so may the run.
+    assert page.count('name="skip"') == 19 and page.count('name="kill"') == 21
+    assert re.search(r'<tr data-job="Big_0_0" data-status="COMPLETED">.*?</a> attempt 2</td>', page, re.DOTALL)
+    assert re.search(r'<tr data-job="Big_0_1" data-status="COMPLETED">.*?<td>30\.0 s</td>', page, re.DOTALL)
+    assert page.count('class="bd-lane bd-critical"') >= 1
 
 
 def test_the_run_list_and_monitoring_cost_the_same_queries_for_2_or_8_flows(admin_client_logged, app, make_job,
