@@ -213,3 +213,12 @@ def test_the_run_list_and_monitoring_cost_the_same_queries_for_2_or_8_flows(admi
     assert [queries(url) for url in pages] == few
     listed = admin_client_logged.get(pages[0]).content.decode()
     assert "RMS/Flow7" in listed and listed.count('<tr') > 8
+
+
+def test_a_tile_counts_each_jobs_latest_execution_in_its_run(app, make_job, handed_out):
+    from apps.console import monitoring
+
+    run = a_run_under_way(app, make_job, "Close", 2)  # 4 jobs: 2 done (one on its second attempt), 1 running
+    Execution.objects.filter(flow_run=run, attempt=1, job__name="Close_0_0").update(status=Status.ERROR)
+    tile = next(tile for tile in monitoring.flow_tiles(monitoring.Day(run.business_date)) if tile.run == run)
+    assert (tile.done, tile.total, tile.state) == (2, 4, "running")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from itertools import groupby
 
-from django.db.models import Avg, Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Avg, Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -301,9 +301,12 @@ def _done_and_total(run_ids: list[int]) -> dict[int, tuple[int, int]]:
     """Per run: (jobs done, jobs), counting each job's latest execution in the run."""
     if not run_ids:
         return {}
-    newer = Execution.objects.filter(flow_run_id=OuterRef("flow_run_id"), job_id=OuterRef("job_id"),
-                                     pk__gt=OuterRef("pk"))
+    # The newest id per run and job, grouped (as apps.flows.services.latest_executions reads a run):
+    # a NOT EXISTS (newer row of the job) was planned as a scan of the whole run for each of its
+    # rows, 100 ms for a run of 1,000 jobs.
+    newest = (Execution.objects.filter(flow_run_id__in=run_ids).order_by().values("flow_run_id", "job_id")
+              .annotate(newest=Max("pk")).values("newest"))
     done = Q(status__in=[Status.COMPLETED, Status.SKIPPED]) | ~Q(skipped_in_flow="")
-    rows = (Execution.objects.filter(flow_run_id__in=run_ids).exclude(Exists(newer)).order_by()
+    rows = (Execution.objects.filter(pk__in=newest).order_by()
             .values("flow_run_id").annotate(done=Count("id", filter=done), total=Count("id")))
     return {row["flow_run_id"]: (row["done"], row["total"]) for row in rows}
