@@ -4,15 +4,20 @@ its processes by status and lists each job's latest execution with the actions t
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.catalog.models import Flow, Process
 from apps.engine import tasks
 from apps.engine.models import Execution, Status
 from apps.flows import services as flows
 from apps.flows.models import FlowRun
+from tests.conftest import token_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,3 +134,91 @@ def test_the_run_page_draws_the_run_in_time_with_its_critical_path_marked(admin_
     page = admin_client_logged.get(reverse("admin:flows_flowrun_change", args=[run.pk])).content.decode()
     assert page.count('class="bd-lane bd-critical"') == 2 and page.count('class="bd-bar COMPLETED') == 2
     assert "extract_items → load_items" in page
+
+
+def a_run_under_way(app, make_job, name: str, processes: int) -> FlowRun:
+    """A run of `processes` processes in a chain, two jobs each: its first half done (one job on
+    its second attempt), one job running, the rest waiting for the flow."""
+    flow = Flow.objects.create(application=app, name=name, cycle="Nightly")
+    before = None
+    for i in range(processes):
+        process = Process.objects.create(flow=flow, name=f"P{i:02d}")
+        if before is not None:
+            process.predecessors.add(before)
+        for j in range(2):
+            make_job(f"{name}_{i}_{j}", job_type="DUMMY", command="", process=process, sequence=j + 1)
+        before = process
+    run = flows.start_run(flow)
+    executions = list(run.executions.order_by("job__process__name", "job__sequence"))
+    now = timezone.now()
+    for k, execution in enumerate(executions):
+        at = now - timedelta(minutes=len(executions) - k)
+        if k < len(executions) // 2:
+            execution.status, execution.started_at, execution.finished_at = Status.COMPLETED, at, at + timedelta(seconds=30)
+        elif k == len(executions) // 2:
+            execution.status, execution.started_at, execution.awaits_flow = Status.RUNNING, at, False
+    Execution.objects.bulk_update(executions, ["status", "started_at", "finished_at", "awaits_flow"])
+    first = executions[0]
+    Execution.objects.create(job=first.job, application=first.application, flow_run=run, status=Status.COMPLETED,
+                             attempt=2, retry_of=first, started_at=first.finished_at, finished_at=now)
+    return run
+
+
+def test_the_run_page_costs_the_same_queries_for_6_or_40_jobs(admin_client_logged, administrator, app, make_job,
+                                                             handed_out):
+    """The graph, the Gantt, the critical path and the table of jobs with their buttons (and the
+    run by the API): a few queries whatever the size of the run (none per job or per bar)."""
+    def queries(run) -> int:
+        url = reverse("admin:flows_flowrun_change", args=[run.pk])
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client_logged.get(url).status_code == 200
+        return len(captured.captured_queries)
+
+    def api_queries(run) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert api.get(f"/api/v1/flow-runs/{run.pk}").status_code == 200
+        return len(captured.captured_queries)
+
+    small, big = a_run_under_way(app, make_job, "Small", 3), a_run_under_way(app, make_job, "Big", 20)
+    queries(small)  # the first request of a session writes it
+    assert queries(big) == queries(small)
+    api = token_client(administrator)
+    assert api_queries(big) == api_queries(small)
+    assert len(api.get(f"/api/v1/flow-runs/{big.pk}").json()["processes"]) == 20
+    page = admin_client_logged.get(reverse("admin:flows_flowrun_change", args=[big.pk])).content.decode()
+    assert page.count("<tr data-job=") == 40 and page.count('class="bd-node"') == 20
+    # 19 waiting jobs may be skipped; they and the running one killed, and so may the run.
+    assert page.count('name="skip"') == 19 and page.count('name="kill"') == 21
+    assert re.search(r'<tr data-job="Big_0_0" data-status="COMPLETED">.*?</a> attempt 2</td>', page, re.DOTALL)
+    assert re.search(r'<tr data-job="Big_0_1" data-status="COMPLETED">.*?<td>30\.0 s</td>', page, re.DOTALL)
+    assert page.count('class="bd-lane bd-critical"') >= 1
+
+
+def test_the_run_list_and_monitoring_cost_the_same_queries_for_2_or_8_flows(admin_client_logged, app, make_job,
+                                                                            handed_out):
+    """The run list's filter by flow and Batch Monitoring's tiles read every flow with its
+    application at once."""
+    def queries(url) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client_logged.get(url).status_code == 200
+        return len(captured.captured_queries)
+
+    pages = [reverse("admin:flows_flowrun_changelist"), reverse("admin:monitoring")]
+    for i in range(2):
+        a_run_under_way(app, make_job, f"Flow{i}", 2)
+    queries(pages[0])  # the first request of a session writes it
+    few = [queries(url) for url in pages]
+    for i in range(2, 8):
+        a_run_under_way(app, make_job, f"Flow{i}", 2)
+    assert [queries(url) for url in pages] == few
+    listed = admin_client_logged.get(pages[0]).content.decode()
+    assert "RMS/Flow7" in listed and listed.count('<tr') > 8
+
+
+def test_a_tile_counts_each_jobs_latest_execution_in_its_run(app, make_job, handed_out):
+    from apps.console import monitoring
+
+    run = a_run_under_way(app, make_job, "Close", 2)  # 4 jobs: 2 done (one on its second attempt), 1 running
+    Execution.objects.filter(flow_run=run, attempt=1, job__name="Close_0_0").update(status=Status.ERROR)
+    tile = next(tile for tile in monitoring.flow_tiles(monitoring.Day(run.business_date)) if tile.run == run)
+    assert (tile.done, tile.total, tile.state) == (2, 4, "running")

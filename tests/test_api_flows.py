@@ -3,7 +3,12 @@ operator's actions, by the API."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from apps.catalog.models import Flow, Process
 from apps.engine.models import Execution, Status
@@ -117,3 +122,26 @@ def test_a_flow_schedule_is_created_and_listed_under_its_flow(api, flow):
     assert response.status_code == 201, response.content
     assert (response.json()["flow"], response.json()["job"]) == ("RMS/Nightly", None)
     assert [s["cron"] for s in api.get("/api/v1/flows/RMS/Nightly/schedules").json()["results"]] == ["0 0 1 * * ?"]
+
+
+def test_the_run_list_costs_the_same_queries_past_the_exact_count_of_the_executions(api, flow, monkeypatch):
+    """Flow runs are counted exactly, whatever their number: no EXPLAIN once past EXACT_UP_TO (the
+    estimate the execution list takes there), so the page's queries stay the same."""
+    from apps.console import paging
+
+    monkeypatch.setattr(paging, "EXACT_UP_TO", 5)
+
+    def add(n: int) -> None:
+        first = date(2026, 1, 1) + timedelta(days=FlowRun.objects.count())
+        FlowRun.objects.bulk_create([FlowRun(flow=flow, business_date=first + timedelta(days=i), status="COMPLETED",
+                                             finished_at=timezone.now()) for i in range(n)])
+
+    def queries() -> tuple[int, int]:
+        with CaptureQueriesContext(connection) as captured:
+            body = api.get("/api/v1/flow-runs").json()
+        return len(captured.captured_queries), body["count"]
+
+    add(3)
+    few, _ = queries()
+    add(9)
+    assert queries() == (few, 12)

@@ -72,3 +72,29 @@ def test_the_job_page_draws_the_chart_for_a_viewer_in_a_bounded_number_of_querie
     text = client.get(url).content.decode()
     assert text.count('class="bd-run bd-run-') == 30
     assert "Success rate" in text and "p90" in text and "No active schedule." in text
+
+
+def test_the_job_form_lists_processes_in_the_same_queries_whatever_their_number(admin_client_logged, make_job, app):
+    """Each process in the form's choice reads as application/flow/process: read with its flow and
+    application, not two queries a process."""
+    from apps.catalog.models import Flow, Process
+
+    job = make_job("nightly", concurrency="allow")
+    url = reverse("admin:catalog_jobdefinition_change", args=[job.pk])
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client_logged.get(url).status_code == 200
+        return len(captured.captured_queries)
+
+    def add_flows(n: int) -> None:
+        for i in range(n):
+            flow = Flow.objects.create(application=app, name=f"Flow{Flow.objects.count()}")
+            Process.objects.bulk_create([Process(flow=flow, name=f"P{k}") for k in range(3)])
+
+    add_flows(1)
+    queries()  # the first request of a session writes it
+    few = queries()
+    add_flows(5)
+    assert queries() == few
+    assert admin_client_logged.get(url).content.decode().count("RMS/Flow5/P2") == 1

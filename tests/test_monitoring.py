@@ -150,3 +150,17 @@ def test_the_page_and_its_refresh_cost_the_same_queries_for_10_or_100_executions
     few, few_live = queries(PAGE), queries(LIVE)
     add(90)
     assert (queries(PAGE), queries(LIVE)) == (few, few_live)
+
+
+def test_the_timeline_draws_coordinates_unlocalized_whatever_the_language(night):
+    """An SVG needs 12.5: a language that writes 12,5 must not reach the drawing."""
+    import re
+
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    drawn = monitoring.timeline(monitoring.Day(timezone.localdate()))
+    with translation.override("de"):
+        html = render_to_string("console/_timeline.html", {"timeline": drawn})
+    assert re.search(r' (x|width|data-start)="[0-9]+\.[0-9]+"', html)
+    assert not re.search(r' (x|width|data-start)="[0-9.]*,', html)

@@ -7,6 +7,7 @@ import zoneinfo
 from datetime import UTC
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -52,6 +53,13 @@ class Pages(pagination.PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+class CountedPages(Pages):
+    # An exact count, whatever the number of rows: for flow runs, a row per flow and business date
+    # (10,000 in a month of a busy console), whose COUNT is an index scan of milliseconds. Past
+    # EXACT_UP_TO the estimating paginator asks an EXPLAIN more: the page's queries would change.
+    django_paginator_class = Paginator
 
 
 class BatchViewSet(viewsets.GenericViewSet):
@@ -433,6 +441,7 @@ class FlowViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin
 
 class FlowRunViewSet(BatchViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
     serializer_class = s.FlowRunSerializer
+    pagination_class = CountedPages
     action_permissions = {"hold": "flows.hold_flowrun", "release": "flows.hold_flowrun", "kill": "flows.kill_flowrun"}
 
     def get_queryset(self):

@@ -12,6 +12,11 @@ from apps.engine.models import Execution, Status
 from apps.flows.models import FlowRun
 
 NODE_WIDTH, NODE_HEIGHT, GAP_X, GAP_Y, MARGIN = 170, 46, 60, 18, 10
+# What the graph's users read of each job's latest execution in a run (the run page, the API, the
+# critical path): never its log (up to BATCHDESK_LOG_MAX_BYTES, a thousand of them in a big run),
+# nor its job (the graph has the job's name). Reading another field costs a query per job.
+EXECUTION_FIELDS = ("id", "job_id", "flow_run_id", "status", "attempt", "skipped_in_flow", "started_at",
+                    "finished_at", "waiting_reason", "error")
 
 
 @dataclass
@@ -87,7 +92,7 @@ def flow_graph(flow: Flow, run: FlowRun | None = None) -> Graph:
     if run is not None:
         from apps.flows.services import latest_executions  # the one reading of "latest" in a run
 
-        latest = {e.job_id: e for e in latest_executions(run).select_related("job")}
+        latest = {e.job_id: e for e in latest_executions(run).only(*EXECUTION_FIELDS)}
     for job in JobDefinition.objects.filter(process__flow=flow).order_by("sequence", "name").values(
             "pk", "name", "sequence", "process_id"):
         processes[job["process_id"]].jobs.append(JobNode(job["name"], job["sequence"], latest.get(job["pk"])))

@@ -23,7 +23,7 @@ from apps.catalog.models import (
     Process,
 )
 from apps.console.admin.base import BatchModelAdmin
-from apps.console.admin.flows import coloured, start_run_view
+from apps.console.admin.flows import FlowFilter, coloured, start_run_view
 from apps.flows.graph import flow_graph
 from apps.console.reports import job_report
 from apps.engine import services
@@ -104,7 +104,7 @@ class ProcessForm(forms.ModelForm):
 class ProcessAdmin(BatchModelAdmin):
     form = ProcessForm
     list_display = ["name", "flow", "description"]
-    list_filter = ["flow__application", "flow"]
+    list_filter = ["flow__application", ("flow", FlowFilter)]
     search_fields = ["name", "flow__name"]
     list_select_related = ["flow__application"]
     filter_horizontal = ["predecessors"]
@@ -222,6 +222,11 @@ class JobDefinitionAdmin(BatchModelAdmin):
                                   "timeout_seconds", "warning_exit_codes", "skip_on_error",
                                   "threshold_runtime_seconds"]}),
     ]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "process":  # each choice reads as application/flow/process: one query, not two a process
+            kwargs["queryset"] = Process.objects.select_related("flow__application")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_queryset(self, request):
         latest = Execution.objects.filter(job=OuterRef("pk")).order_by("-created_at", "-id").values("status")[:1]
