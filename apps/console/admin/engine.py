@@ -40,6 +40,16 @@ def number(execution: Execution) -> str:
     return f"#{execution.pk}"
 
 
+def bulk(operation, description: str, verb: str, outcome=None):
+    """The changelist action of one operation: the same service and permission as its button."""
+    def action(model_admin, request, queryset):
+        by = request.user.get_username()
+        model_admin.apply_to_each(request, model_admin._with_jobs(queryset), lambda e: operation.run(e, by=by), verb,
+                                  name=number, outcome=outcome)
+    action.__name__ = operation.name
+    return admin.action(description=description, permissions=[operation.name])(action)
+
+
 class JobFilter(admin.SimpleListFilter):
     """One job, exactly (`?job__id__exact=<id>`, as the job page links it): an indexed lookup, where
     a search over the joined job name would scan the history. Lists only the chosen job, so that it
@@ -220,34 +230,12 @@ class ExecutionAdmin(BatchModelAdmin):
     def has_skip_permission(self, request: HttpRequest) -> bool:
         return self.has_named_permission(request, "skip")
 
-    @admin.action(description="Kill selected executions", permissions=["kill"])
-    def kill(self, request, queryset):
-        by = request.user.get_username()
-        self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.kill(e, by=by), "Kill requested for",
-                           name=number)
-
-    @admin.action(description="Restart selected executions (ERROR only)", permissions=["restart"])
-    def restart(self, request, queryset):
-        by = request.user.get_username()
-        self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.restart(e, by=by), "Restarted",
-                           name=number, outcome=lambda new: f"as #{new.pk}")
-
-    @admin.action(description="Hold selected executions (LOADED or WAITING)", permissions=["hold"])
-    def hold(self, request, queryset):
-        by = request.user.get_username()
-        self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.hold(e, by=by), "Held", name=number)
-
-    @admin.action(description="Release selected executions (HELD)", permissions=["release"])
-    def release(self, request, queryset):
-        by = request.user.get_username()
-        self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.release(e, by=by), "Released",
-                           name=number)
-
-    @admin.action(description="Skip selected executions (LOADED, WAITING or HELD)", permissions=["skip"])
-    def skip(self, request, queryset):
-        by = request.user.get_username()
-        self.apply_to_each(request, self._with_jobs(queryset), lambda e: services.skip(e, by=by), "Skipped",
-                           name=number)
+    kill = bulk(OPERATIONS["kill"], "Kill selected executions", "Kill requested for")
+    restart = bulk(OPERATIONS["restart"], "Restart selected executions (ERROR only)", "Restarted",
+                   outcome=lambda new: f"as #{new.pk}")
+    hold = bulk(OPERATIONS["hold"], "Hold selected executions (LOADED or WAITING)", "Held")
+    release = bulk(OPERATIONS["release"], "Release selected executions (HELD)", "Released")
+    skip = bulk(OPERATIONS["skip"], "Skip selected executions (LOADED, WAITING or HELD)", "Skipped")
 
     @admin.action(description="Fetch the external system's log now (custom job types)", permissions=["fetch_log"])
     def fetch_log(self, request, queryset):
