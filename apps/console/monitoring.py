@@ -12,15 +12,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from itertools import groupby
 
-from django.db.models import Avg, Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models import Avg, Count, Exists, F, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
 from apps.audit.models import AuditEntry
+from apps.catalog.models import Flow
 from apps.console.operations import offered
 from apps.engine.models import Execution, Status
-from apps.catalog.models import Flow
 from apps.flows.models import FlowRun, RunStatus
+from apps.flows.services import IS_DONE, latest_executions
 
 LIMIT = 100  # rows per section; the page says when there are more
 TIMELINE_LIMIT = 600  # bars drawn
@@ -301,12 +302,6 @@ def _done_and_total(run_ids: list[int]) -> dict[int, tuple[int, int]]:
     """Per run: (jobs done, jobs), counting each job's latest execution in the run."""
     if not run_ids:
         return {}
-    # The newest id per run and job, grouped (as apps.flows.services.latest_executions reads a run):
-    # a NOT EXISTS (newer row of the job) was planned as a scan of the whole run for each of its
-    # rows, 100 ms for a run of 1,000 jobs.
-    newest = (Execution.objects.filter(flow_run_id__in=run_ids).order_by().values("flow_run_id", "job_id")
-              .annotate(newest=Max("pk")).values("newest"))
-    done = Q(status__in=[Status.COMPLETED, Status.SKIPPED]) | ~Q(skipped_in_flow="")
-    rows = (Execution.objects.filter(pk__in=newest).order_by()
-            .values("flow_run_id").annotate(done=Count("id", filter=done), total=Count("id")))
+    rows = (latest_executions(run_ids).values("flow_run_id")
+            .annotate(done=Count("id", filter=IS_DONE), total=Count("id")))
     return {row["flow_run_id"]: (row["done"], row["total"]) for row in rows}

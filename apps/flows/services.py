@@ -111,17 +111,19 @@ IS_FAILED = Q(status=Status.ERROR, skipped_in_flow="")
 IS_ACTIVE = Q(status__in=[Status.RUNNING, Status.HELD]) | Q(status__in=PENDING, awaits_flow=False)
 
 
-def latest_executions(run: FlowRun, processes: set[int] | None = None):
-    """Each job's latest execution in the run (a retry or a restart adds a newer one); of the jobs
-    of `processes` only, when given.
+def latest_executions(run: FlowRun | list[int], processes: set[int] | None = None):
+    """Each job's latest execution in the run, or in each of several runs given by id (a retry or a
+    restart adds a newer one); of the jobs of `processes` only, when given.
 
-    The newest id per job, grouped: linear in the rows read whatever PostgreSQL knows of them. A
-    NOT EXISTS (newer row of the job) was planned, on a run's fresh rows with no statistics yet, as
-    a nested loop over the whole run for every row: a million rows visited per step of a 1,000-job run."""
-    executions = Execution.objects.filter(flow_run_id=run.pk)
+    The newest id per run and job, grouped: linear in the rows read whatever PostgreSQL knows of
+    them. A NOT EXISTS (newer row of the job) was planned, on a run's fresh rows with no statistics
+    yet, as a nested loop over the whole run for every row: a million rows visited per step of a
+    1,000-job run."""
+    runs = [run.pk] if isinstance(run, FlowRun) else run
+    executions = Execution.objects.filter(flow_run_id__in=runs)
     if processes is not None:
         executions = executions.filter(job__process_id__in=processes)
-    newest = executions.order_by().values("job_id").annotate(newest=Max("pk")).values("newest")
+    newest = executions.order_by().values("flow_run_id", "job_id").annotate(newest=Max("pk")).values("newest")
     return Execution.objects.filter(pk__in=newest).order_by()
 
 
