@@ -61,7 +61,7 @@ from bench.harness import (  # noqa: E402
     VAR,
     Processes,
     add_scratch_options,
-    not_measured,
+    measured,
     percentile,
     refuse_unless_scratch,
     run_per_backend,
@@ -270,12 +270,8 @@ def print_report(results: list[dict], args: argparse.Namespace) -> None:
     print(header)
     print("-" * len(header))
     verdicts, notes = [], []
-    for result in results:
+    for label, result in measured(results):
         backend = result["backend"]
-        label = BACKENDS[backend]
-        if why := not_measured(result):
-            print(f"{label:<27}{why}")
-            continue
         for name in ("flow", "chain"):
             if name not in result:
                 continue

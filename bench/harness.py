@@ -265,6 +265,17 @@ def _measure_in_child(backend: str, args: argparse.Namespace, name: str) -> dict
     return result if result is not None else {"backend": backend, "failed": f"exit code {returncode}; see its output above"}
 
 
+def measured(results: list[dict]):
+    """(its backend's label, result) for each result with figures, in order; a backend without them
+    is printed in its row with why (skipped, or failed) and left out."""
+    for result in results:
+        label = BACKENDS[result["backend"]]
+        if why := not_measured(result):
+            print(f"{label:<27}{why}")
+            continue
+        yield label, result
+
+
 def not_measured(result: dict) -> str:
     """Why a backend has no figures ("skipped: …" or "FAILED: …"), or empty if it has them."""
     if "skipped" in result:

@@ -46,7 +46,7 @@ from bench.harness import (  # noqa: E402
     Processes,
     add_scratch_options,
     dummy_job,
-    not_measured,
+    measured,
     percentile,
     refuse_unless_scratch,
     run_per_backend,
@@ -248,12 +248,7 @@ def print_report(results: list[dict], args: argparse.Namespace, elapsed: float) 
     print(header)
     print("-" * len(header))
     verdicts, notes = [], []
-    for result in results:
-        backend = result["backend"]
-        label = BACKENDS[backend]
-        if why := not_measured(result):
-            print(f"{label:<27}{why}")
-            continue
+    for label, result in measured(results):
         ours, q2 = result["ours"], result["django_q2"]
         fires = f"{len(ours['lateness'])}/{ours['expected']}"
         print(f"{label:<27}{ours_name:<46}{fires:>11}{_figures(ours['lateness'])}")

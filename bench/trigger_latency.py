@@ -37,7 +37,7 @@ from bench.harness import (  # noqa: E402
     Processes,
     add_scratch_options,
     dummy_job,
-    not_measured,
+    measured,
     percentile,
     refuse_unless_scratch,
     run_per_backend,
@@ -145,12 +145,8 @@ def print_report(results: list[dict], args: argparse.Namespace) -> None:
           f"after {args.warmup} warm-up; {workers} workers, {os.cpu_count()} CPUs")
     print(f"{'backend':<27}{'ours p50':>10}{'ours p99':>10}{'django-q2 p50':>15}{'django-q2 p99':>15}{'p50 ratio':>11}")
     verdicts, notes = [], []
-    for result in results:
+    for label, result in measured(results):
         backend = result["backend"]
-        label = BACKENDS[backend]
-        if why := not_measured(result):
-            print(f"{label:<27}{why}")
-            continue
         if not result["ours"] or not result["plain"]:
             print(f"{label:<27}FAILED: nothing started within {args.timeout:g} s")
             continue

@@ -37,7 +37,7 @@ from bench.harness import (  # noqa: E402
     VAR,
     Processes,
     add_scratch_options,
-    not_measured,
+    measured,
     percentile,
     refuse_unless_scratch,
     run_per_backend,
@@ -140,11 +140,7 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
     print(f"{'backend':<27}{'done':>6}{'tasks/exec':>11}{'start tasks':>12}{'gap p50':>9}{'gap p99':>9}{'gap max':>9}"
           f"{'makespan':>10}{'ideal':>7}{'max run':>8}")
     verdicts = []
-    for result in results:
-        label = BACKENDS[result["backend"]]
-        if why := not_measured(result):
-            print(f"{label:<27}{why}")
-            continue
+    for label, result in measured(results):
         total = sum(result["tasks"].values())
         per = total / max(result["completed"], 1)
         gaps = result["gaps"]
