@@ -222,3 +222,15 @@ def test_a_tile_counts_each_jobs_latest_execution_in_its_run(app, make_job, hand
     Execution.objects.filter(flow_run=run, attempt=1, job__name="Close_0_0").update(status=Status.ERROR)
     tile = next(tile for tile in monitoring.flow_tiles(monitoring.Day(run.business_date)) if tile.run == run)
     assert (tile.done, tile.total, tile.state) == (2, 4, "running")
+
+
+def test_the_process_form_refuses_a_dependency_cycle_naming_its_processes(admin_client_logged, flow):
+    extract, load = flow.processes.get(name="Extract"), flow.processes.get(name="Load")  # Load waits for Extract
+    form = {"flow": flow.pk, "name": "Extract", "description": "", "predecessors": [load.pk]}
+    page = admin_client_logged.post(reverse("admin:catalog_process_change", args=[extract.pk]), form)
+    assert page.status_code == 200
+    assert "Dependency cycle in flow Nightly: Extract → Load → Extract" in page.content.decode()
+    assert not extract.predecessors.exists()
+    itself = admin_client_logged.post(reverse("admin:catalog_process_change", args=[extract.pk]),
+                                      {**form, "predecessors": [extract.pk]})
+    assert "cannot wait for itself" in itself.content.decode() and not extract.predecessors.exists()
